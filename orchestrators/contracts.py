@@ -1,0 +1,349 @@
+"""The public contract in code: restore requests, their validation, and the CloudEvents we publish.
+
+Validation collects every problem it finds (up to a limit) and names the field, so the automation
+that sent a bad request can be fixed in one round trip.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from .errors import FieldError, Rejected
+
+EVENT_SOURCE = "/restore-orchestrator"
+CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json; charset=utf-8"
+MAX_REPORTED_ERRORS = 50
+MAX_ECHOED_BODY_BYTES = 64_000
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_REQUEST_FIELDS = frozenset(
+    {"requestId", "incidentId", "requestedBy", "reason", "destinationType", "artifacts", "activate",
+     "dryRun", "selection"}
+)
+_ARTIFACT_FIELDS = frozenset({"restorePointId", "destinationType"})
+
+
+@dataclass(frozen=True)
+class Artifact:
+    restore_point_id: str
+    destination_type: str
+
+
+@dataclass(frozen=True)
+class RestoreRequest:
+    request_id: str
+    incident_id: str | None
+    requested_by: str | None
+    reason: str | None
+    artifacts: tuple[Artifact, ...]
+    activate: bool
+    dry_run: bool
+    payload_hash: str
+
+    @property
+    def correlation_id(self) -> str:
+        return self.incident_id or self.request_id
+
+
+@dataclass(frozen=True)
+class ValidationPolicy:
+    max_artifacts_per_request: int
+    allowed_destination_types: tuple[str, ...]
+    activation_supported: bool = False
+
+
+class _Errors:
+    def __init__(self) -> None:
+        self.items: list[FieldError] = []
+        self.dropped = 0
+
+    def add(self, field: str, message: str) -> None:
+        if len(self.items) < MAX_REPORTED_ERRORS:
+            self.items.append(FieldError(field, message))
+        else:
+            self.dropped += 1
+
+    def raise_if_any(self) -> None:
+        if not self.items:
+            return
+        items = list(self.items)
+        if self.dropped:
+            items.append(FieldError("(more)", f"{self.dropped} further problems were not listed"))
+        raise Rejected(items)
+
+
+def decode_body(body: bytes) -> Any:
+    """Bytes to JSON, or `Rejected` saying why not."""
+    if not body or not body.strip():
+        raise Rejected([FieldError("(body)", "the message body is empty; send a JSON object")])
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Rejected(
+            [FieldError("(body)", f"the message body is not UTF-8 text (invalid byte at offset {exc.start})")]
+        ) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise Rejected(
+            [FieldError("(body)", f"the message body is not valid JSON: {exc.msg} at line {exc.lineno} "
+                                  f"column {exc.colno}")]
+        ) from None
+
+
+def best_effort_request_id(document: Any) -> str | None:
+    """The requestId of a document we are about to reject, if it has a usable one."""
+    if isinstance(document, dict):
+        candidate = document.get("requestId")
+        if isinstance(candidate, str) and _REQUEST_ID.match(candidate):
+            return candidate
+    return None
+
+
+def _check_text(errors: _Errors, doc: dict[str, Any], name: str, limit: int, printable: bool = False) -> None:
+    if name not in doc or doc[name] is None:
+        return
+    value = doc[name]
+    if not isinstance(value, str):
+        errors.add(name, f"must be a string, got {_json_type(value)}")
+    elif not 1 <= len(value) <= limit:
+        errors.add(name, f"must be 1 to {limit} characters long, got {len(value)}")
+    elif printable and not value.isprintable():
+        errors.add(name, "must contain printable characters only")
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def parse_restore_request(document: Any, message_id: str | None, policy: ValidationPolicy) -> RestoreRequest:
+    """Validate a decoded restore request against the contract and the operator's policy."""
+    errors = _Errors()
+    if not isinstance(document, dict):
+        raise Rejected([FieldError("(body)", f"must be a JSON object, got {_json_type(document)}")])
+
+    for name in sorted(set(document) - _REQUEST_FIELDS):
+        errors.add(name, "is not a field of a restore request (check the spelling)")
+
+    request_id = document.get("requestId")
+    if request_id is not None and not (isinstance(request_id, str) and _REQUEST_ID.match(request_id)):
+        errors.add("requestId", "must be 1 to 128 characters of letters, digits and . _ : -")
+    if request_id is None:
+        if not message_id or not _REQUEST_ID.match(message_id):
+            errors.add("requestId", "is required when the message has no usable MessageId")
+        request_id = message_id
+
+    _check_text(errors, document, "incidentId", 128, printable=True)
+    _check_text(errors, document, "requestedBy", 256)
+    _check_text(errors, document, "reason", 1024)
+
+    for flag in ("activate", "dryRun"):
+        if flag in document and not isinstance(document[flag], bool):
+            errors.add(flag, f"must be true or false, got {_json_type(document[flag])}")
+
+    default_destination = document.get("destinationType", "new")
+    _check_destination(errors, "destinationType", default_destination, policy)
+
+    if "selection" in document:
+        errors.add(
+            "selection",
+            "restore by point in time is not supported yet; list the restore points in 'artifacts'",
+        )
+        if "artifacts" in document:
+            errors.add("artifacts", "give either 'artifacts' or 'selection', not both")
+    elif "artifacts" not in document:
+        errors.add("artifacts", "is required: a list of {\"restorePointId\": ...} objects")
+
+    artifacts = _parse_artifacts(errors, document.get("artifacts"), default_destination, policy) \
+        if "artifacts" in document else ()
+
+    if document.get("activate") is True and not policy.activation_supported:
+        errors.add(
+            "activate",
+            "activation by this service is not available yet; send the request with activate=false "
+            "and activate the created sessions from the events",
+        )
+    errors.raise_if_any()
+
+    assert isinstance(request_id, str)
+    incident_id = document.get("incidentId")
+    return RestoreRequest(
+        request_id=request_id,
+        incident_id=incident_id,
+        requested_by=document.get("requestedBy"),
+        reason=document.get("reason"),
+        artifacts=artifacts,
+        activate=bool(document.get("activate", False)),
+        dry_run=bool(document.get("dryRun", False)),
+        payload_hash=payload_hash(document, artifacts),
+    )
+
+
+def _check_destination(errors: _Errors, field: str, value: Any, policy: ValidationPolicy) -> bool:
+    if value not in ("new", "inPlace"):
+        errors.add(field, f"must be \"new\" or \"inPlace\", got {json.dumps(value)[:40]}")
+        return False
+    if value not in policy.allowed_destination_types:
+        errors.add(field, f"destination type {value!r} is not allowed by this service's policy "
+                          f"(allowed: {', '.join(policy.allowed_destination_types)})")
+        return False
+    return True
+
+
+def _parse_artifacts(errors: _Errors, items: Any, default_destination: Any,
+                     policy: ValidationPolicy) -> tuple[Artifact, ...]:
+    if not isinstance(items, list):
+        errors.add("artifacts", f"must be an array, got {_json_type(items)}")
+        return ()
+    if not items:
+        errors.add("artifacts", "must name at least one restore point")
+        return ()
+    if len(items) > policy.max_artifacts_per_request:
+        errors.add("artifacts", f"has {len(items)} items; at most {policy.max_artifacts_per_request} "
+                                "are accepted in one request (split it into several requests)")
+        return ()
+    seen: dict[str, tuple[int, str]] = {}
+    result: list[Artifact] = []
+    for position, item in enumerate(items):
+        where = f"artifacts[{position}]"
+        if not isinstance(item, dict):
+            errors.add(where, f"must be an object with a restorePointId, got {_json_type(item)}")
+            continue
+        for name in sorted(set(item) - _ARTIFACT_FIELDS):
+            errors.add(f"{where}.{name}", "is not a field of an artifact (check the spelling)")
+        point = item.get("restorePointId")
+        if not isinstance(point, str) or not point.strip():
+            errors.add(f"{where}.restorePointId", "is required and must be a non-empty string")
+            continue
+        if len(point) > 256:
+            errors.add(f"{where}.restorePointId", "must be at most 256 characters long")
+            continue
+        destination = item.get("destinationType", default_destination)
+        if "destinationType" in item and not _check_destination(
+            errors, f"{where}.destinationType", destination, policy
+        ):
+            continue
+        if not isinstance(destination, str):
+            continue
+        earlier = seen.get(point)
+        if earlier is not None:
+            if earlier[1] != destination:
+                errors.add(f"{where}.destinationType",
+                           f"restore point {point} is listed at artifacts[{earlier[0]}] with destination "
+                           f"{earlier[1]!r} and here with {destination!r}; a restore point can be "
+                           "restored to one destination per request")
+            continue
+        seen[point] = (position, destination)
+        result.append(Artifact(point, destination))
+    return tuple(result)
+
+
+def payload_hash(document: dict[str, Any], artifacts: tuple[Artifact, ...]) -> str:
+    """A fingerprint of what the request asks for, to tell a redelivery from a reused requestId."""
+    canonical = {
+        "artifacts": [[a.restore_point_id, a.destination_type] for a in artifacts],
+        "activate": bool(document.get("activate", False)),
+        "incidentId": document.get("incidentId"),
+    }
+    raw = json.dumps(canonical, separators=(",", ":"), sort_keys=True).encode()
+    return hashlib.sha256(raw).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# CloudEvents
+
+
+@dataclass(frozen=True)
+class CloudEvent:
+    id: str
+    type: str
+    subject: str
+    data: dict[str, Any]
+    correlation_id: str
+    request_id: str
+    incident_id: str | None = None
+    session_id: str | None = None
+    time: str = ""
+
+    def to_document(self) -> dict[str, Any]:
+        return {
+            "specversion": "1.0",
+            "id": self.id,
+            "source": EVENT_SOURCE,
+            "type": self.type,
+            "subject": self.subject,
+            "time": self.time or utc_now_iso(),
+            "datacontenttype": "application/json",
+            "data": self.data,
+        }
+
+    def application_properties(self) -> dict[str, str]:
+        props = {"type": self.type, "requestId": self.request_id}
+        if self.incident_id:
+            props["incidentId"] = self.incident_id
+        if self.session_id:
+            props["sessionId"] = self.session_id
+        return props
+
+
+def utc_now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def echo_body(body: bytes) -> dict[str, Any]:
+    """The original message body for a rejection event: text if it is UTF-8, else base64; capped."""
+    data: dict[str, Any] = {}
+    clipped = body[:MAX_ECHOED_BODY_BYTES]
+    try:
+        data["body"] = clipped.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if len(body) > MAX_ECHOED_BODY_BYTES and exc.start >= len(clipped) - 4:
+            data["body"] = clipped[: exc.start].decode("utf-8")
+        else:
+            data["body"] = base64.b64encode(clipped).decode("ascii")
+            data["bodyEncoding"] = "base64"
+    if len(body) > MAX_ECHOED_BODY_BYTES:
+        data["bodyTruncated"] = True
+        data["bodySize"] = len(body)
+        data["bodySha256"] = hashlib.sha256(body).hexdigest()
+    return data
+
+
+def rejected_event(kind: str, key: str, request_id: str | None, incident_id: str | None,
+                   errors: list[FieldError], body: bytes) -> CloudEvent:
+    """`restore.request.rejected` or `browse.request.rejected` (kind = "restore" or "browse")."""
+    suffix = ":rejected" if kind == "restore" else ":browse:rejected"
+    data: dict[str, Any] = {"requestId": request_id, "errors": [e.to_json() for e in errors]}
+    data.update(echo_body(body))
+    return CloudEvent(
+        id=f"{key}{suffix}", type=f"{kind}.request.rejected", subject=request_id or key, data=data,
+        correlation_id=incident_id or request_id or key, request_id=request_id or key,
+        incident_id=incident_id,
+    )
+
+
+def request_event(request: RestoreRequest, event_type: str, event_id: str, data: dict[str, Any],
+                  session_id: str | None = None) -> CloudEvent:
+    base = {"requestId": request.request_id, "incidentId": request.incident_id}
+    base.update(data)
+    return CloudEvent(
+        id=event_id, type=event_type, subject=request.request_id, data=base,
+        correlation_id=request.correlation_id, request_id=request.request_id,
+        incident_id=request.incident_id, session_id=session_id,
+    )

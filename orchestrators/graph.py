@@ -1,0 +1,279 @@
+"""GraphGateway: the few Backup Storage calls the service makes, on msgraph-sdk's pipeline.
+
+Requests go through the SDK's request adapter, so authentication (azure-identity), the retry,
+redirect and telemetry middleware are the production ones. On the hot path (creating sessions)
+the body is written and the answer read as plain JSON instead of through kiota's models: that cut
+the CPU a create costs on the shared event loop several times over (see bench/). Every failed
+answer becomes a `GraphError` and is classified in `errors.classify_graph_failure`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote, urlparse
+
+import httpx
+from kiota_abstractions.method import Method
+from kiota_abstractions.request_information import RequestInformation
+from kiota_authentication_azure.azure_identity_authentication_provider import (
+    AzureIdentityAuthenticationProvider,
+)
+from kiota_http.middleware.options import ResponseHandlerOption, RetryHandlerOption
+from msgraph import GraphRequestAdapter
+from msgraph_core import GraphClientFactory
+
+from .errors import GraphError, GraphRefused, OrchestrationError, RetryLater, classify_graph_failure
+
+log = logging.getLogger(__name__)
+
+GRAPH_SCOPES = ["https://graph.microsoft.com/.default"]
+_BACKUP = "{+baseurl}/solutions/backupRestore"
+_NO_SDK_RETRY = RetryHandlerOption(delay=0, max_retries=0, should_retry=False)
+
+
+@dataclass(frozen=True)
+class CreatedSession:
+    session_id: str
+    status: str
+    created_date_time: str | None
+
+
+@dataclass(frozen=True)
+class DraftSession:
+    session_id: str
+    created_date_time: datetime | None
+    artifact_total: int | None
+    application_id: str | None
+
+
+@dataclass(frozen=True)
+class RestorePointCheck:
+    restore_point_id: str
+    usable: bool
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    headers: httpx.Headers
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body) if self.body else {}
+
+
+class _RawResponse:
+    """Hands the httpx response back untouched, so we decode it once, our way."""
+
+    async def handle_response_async(self, response: httpx.Response, error_map: Any) -> httpx.Response:
+        await response.aread()
+        return response
+
+
+_RAW = ResponseHandlerOption(_RawResponse())  # type: ignore[arg-type]
+
+
+def parse_graph_time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    text = value.rstrip("Z")
+    if "." in text:  # Graph sends up to 7 fractional digits; Python takes 6
+        head, frac = text.split(".", 1)
+        digits = "".join(ch for ch in frac if ch.isdigit())[:6]
+        text = f"{head}.{digits}" if digits else head
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def graph_error_from_answer(answer: _Answer) -> GraphError:
+    code, message = "UnknownError", f"HTTP {answer.status}"
+    request_id = answer.headers.get("request-id")
+    try:
+        payload = json.loads(answer.body) if answer.body else {}
+        err = payload.get("error", {}) if isinstance(payload, dict) else {}
+        code = str(err.get("code") or code)
+        message = str(err.get("message") or message)
+        inner = err.get("innerError") or err.get("innererror") or {}
+        request_id = inner.get("request-id") or request_id
+    except (ValueError, AttributeError):
+        pass
+    retry_after: float | None = None
+    raw_retry = answer.headers.get("Retry-After")
+    if raw_retry:
+        try:
+            retry_after = max(0.0, float(raw_retry))
+        except ValueError:
+            retry_after = None
+    return GraphError(answer.status, code, message, request_id, retry_after)
+
+
+class GraphGateway:
+    """One per worker: holds the request adapter (and its connection pool) across invocations."""
+
+    def __init__(self, request_adapter: GraphRequestAdapter, base_url: str, *,
+                 throttle_wait_limit: float = 30.0, application_id: str | None = None) -> None:
+        self._adapter = request_adapter
+        self._adapter.base_url = base_url.rstrip("/")
+        self._throttle_wait_limit = throttle_wait_limit
+        self.application_id = application_id
+        self.calls = 0
+
+    @classmethod
+    def create(cls, credential: Any, base_url: str, *, timeout: float = 60.0,
+               throttle_wait_limit: float = 30.0, application_id: str | None = None) -> GraphGateway:
+        """The production wiring: azure-identity credential -> kiota auth -> Graph middleware pipeline.
+
+        Tokens are only ever attached to requests for the configured Graph host.
+        """
+        host = urlparse(base_url).hostname or ""
+        auth = AzureIdentityAuthenticationProvider(credential, scopes=GRAPH_SCOPES, allowed_hosts=[host])
+        http = httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=10.0),
+                                 limits=httpx.Limits(max_connections=64, max_keepalive_connections=32))
+        client = GraphClientFactory.create_with_default_middleware(client=http)
+        adapter = GraphRequestAdapter(auth, client=client)
+        return cls(adapter, base_url, throttle_wait_limit=throttle_wait_limit, application_id=application_id)
+
+    async def aclose(self) -> None:
+        client = getattr(self._adapter, "_http_client", None)
+        if client is not None:
+            await client.aclose()
+
+    # -- transport ------------------------------------------------------------------------------
+
+    async def _send(self, method: Method, template: str, params: dict[str, str] | None = None, *,
+                    body: Any = None, raw_url: str | None = None, write: bool = False,
+                    headers: dict[str, str] | None = None) -> _Answer:
+        info = RequestInformation(method, template, dict(params or {}))
+        if raw_url:
+            info.path_parameters[RequestInformation.RAW_URL_KEY] = raw_url
+        if body is not None:
+            info.set_stream_content(json.dumps(body, separators=(",", ":")).encode(), "application/json")
+        info.headers.try_add("Accept", "application/json")
+        for key, value in (headers or {}).items():
+            info.headers.try_add(key, value)
+        options: list[Any] = [_RAW]
+        if write:
+            # A write retried blindly after a 5xx could create a second session: never let the
+            # middleware do that. Throttling (429) is retried below, where it is known to be safe.
+            options.append(_NO_SDK_RETRY)
+        info.add_request_options(options)
+        self.calls += 1
+        try:
+            response = await self._adapter.send_primitive_async(info, "bytes", None)
+        except (httpx.TimeoutException, httpx.TransportError) as exc:
+            error = GraphError(None, "ConnectionFailed", f"{type(exc).__name__}: {exc}".strip(": "))
+            raise classify_graph_failure(error, write) from None
+        assert isinstance(response, httpx.Response)
+        return _Answer(response.status_code, response.headers, response.content)
+
+    async def _call(self, method: Method, template: str, params: dict[str, str] | None = None, *,
+                    body: Any = None, raw_url: str | None = None, write: bool = False,
+                    ok: tuple[int, ...] = (200, 201, 204), headers: dict[str, str] | None = None) -> _Answer:
+        """Send, waiting out short throttling (429 never applied the write), and map failures."""
+        waited = 0.0
+        delay = 1.0
+        while True:
+            answer = await self._send(method, template, params, body=body, raw_url=raw_url, write=write,
+                                      headers=headers)
+            if answer.status in ok:
+                return answer
+            error = graph_error_from_answer(answer)
+            if answer.status == 429:
+                pause = error.retry_after if error.retry_after is not None else delay
+                if waited + pause <= self._throttle_wait_limit:
+                    log.info("Graph throttled %s; waiting %.1fs (request-id %s)", template, pause,
+                             error.graph_request_id)
+                    await asyncio.sleep(pause)
+                    waited += pause
+                    delay = min(delay * 2, 30.0)
+                    continue
+            raise classify_graph_failure(error, write)
+
+    async def _pages(self, template: str, params: dict[str, str] | None = None) -> AsyncIterator[dict[str, Any]]:
+        answer = await self._call(Method.GET, template, params)
+        while True:
+            page = answer.json()
+            for item in page.get("value", []):
+                yield item
+            next_link = page.get("@odata.nextLink")
+            if not next_link:
+                return
+            answer = await self._call(Method.GET, template, raw_url=next_link)
+
+    # -- restore sessions ------------------------------------------------------------------------
+
+    async def create_restore_session(self, destination_type: str,
+                                     restore_point_ids: tuple[str, ...] | list[str]) -> CreatedSession:
+        body = {
+            "driveRestoreArtifacts": [
+                {"restorePoint": {"id": rp}, "destinationType": destination_type} for rp in restore_point_ids
+            ]
+        }
+        answer = await self._call(Method.POST, _BACKUP + "/oneDriveForBusinessRestoreSessions",
+                                  body=body, write=True, ok=(200, 201))
+        created = answer.json()
+        session_id = created.get("id")
+        if not isinstance(session_id, str) or not session_id:
+            raise RetryLater(GraphError(answer.status, "MalformedResponse",
+                                        "Graph answered the create without a session id"),
+                             outcome_unknown=True)
+        return CreatedSession(session_id, str(created.get("status", "draft")), created.get("createdDateTime"))
+
+    async def draft_sessions_since(self, since: datetime) -> list[DraftSession]:
+        """Draft OneDrive sessions created at or after `since` (for reconciling a lost create answer)."""
+        found: list[DraftSession] = []
+        async for item in self._pages(_BACKUP + "/oneDriveForBusinessRestoreSessions"):
+            if item.get("status") != "draft":
+                continue
+            created = parse_graph_time(item.get("createdDateTime"))
+            if created is not None and created < since:
+                continue
+            counts = item.get("restoreSessionArtifactCount") or {}
+            app = ((item.get("createdBy") or {}).get("application") or {}).get("id")
+            found.append(DraftSession(str(item["id"]), created, counts.get("total"), app))
+        return found
+
+    async def session_restore_point_ids(self, session_id: str) -> set[str]:
+        ids: set[str] = set()
+        path = _BACKUP + "/oneDriveForBusinessRestoreSessions/{sid}/driveRestoreArtifacts"
+        async for item in self._pages(path, {"sid": quote(session_id, safe="")}):
+            point = item.get("restorePoint") or {}
+            rp = point.get("id") or point.get("@odata.id")
+            if rp:
+                ids.add(str(rp))
+        return ids
+
+    async def check_restore_point(self, restore_point_id: str) -> RestorePointCheck:
+        """Is this restore point one Graph will accept? Used to isolate the bad ones of a batch."""
+        try:
+            answer = await self._call(Method.GET, _BACKUP + "/restorePoints/{rp}",
+                                      {"rp": quote(restore_point_id, safe="")})
+        except GraphRefused as refused:
+            if refused.error.status in (400, 404):
+                return RestorePointCheck(restore_point_id, False, refused.error.code)
+            raise
+        point = answer.json()
+        expires = parse_graph_time(point.get("expirationDateTime"))
+        if expires is not None and expires <= datetime.now(UTC):
+            return RestorePointCheck(restore_point_id, False, "RestorePointExpired")
+        return RestorePointCheck(restore_point_id, True)
+
+
+__all__ = [
+    "CreatedSession",
+    "DraftSession",
+    "GraphGateway",
+    "OrchestrationError",
+    "RestorePointCheck",
+    "parse_graph_time",
+]

@@ -1,0 +1,244 @@
+"""The ledger: what the service has planned and done, in Azure Table storage.
+
+One partition per request: a `request` row (payload hash, audit fields, state) and one `batch:NNNNN`
+row per planned session (its restore points, state, Graph session id). Every change is a conditional
+write on the row's ETag, so two workers handling the same message cannot both create a session.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.data.tables import TableTransactionError, UpdateMode
+from azure.data.tables.aio import TableClient
+
+from .contracts import RestoreRequest
+from .errors import Contended
+from .planner import SessionPlan
+
+#: Azurite's well-known development account (public, documented by Microsoft; not a secret).
+AZURITE_ACCOUNT_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+REQUEST_ROW = "request"
+BATCH_PREFIX = "batch:"
+
+# Batch states. `creating` means a create may have reached Graph: reconcile before creating again.
+PLANNED, CREATING, CREATED, FAILED = "planned", "creating", "created", "failed"
+SETTLED = frozenset({CREATED, FAILED})
+
+
+class PayloadConflict(Exception):
+    """The requestId is already recorded for a different payload."""
+
+
+def table_connection_string(connection: str) -> str:
+    """Expand `UseDevelopmentStorage=true` (which the Tables SDK does not read) to Azurite's address."""
+    if connection.replace(" ", "").lower().rstrip(";") == "usedevelopmentstorage=true":
+        return ("DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+                f"AccountKey={AZURITE_ACCOUNT_KEY};TableEndpoint=http://127.0.0.1:10002/devstoreaccount1;")
+    return connection
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class BatchRecord:
+    request_id: str
+    index: int
+    destination_type: str
+    restore_point_ids: tuple[str, ...]
+    state: str = PLANNED
+    session_id: str | None = None
+    session_status: str | None = None
+    created_date_time: str | None = None
+    creating_since: datetime | None = None
+    excluded: tuple[dict[str, Any], ...] = ()
+    error: dict[str, Any] | None = None
+    etag: str | None = field(default=None, compare=False)
+
+    @property
+    def row_key(self) -> str:
+        return f"{BATCH_PREFIX}{self.index:05d}"
+
+    @property
+    def remaining_points(self) -> tuple[str, ...]:
+        gone = {e["restorePointId"] for e in self.excluded}
+        return tuple(rp for rp in self.restore_point_ids if rp not in gone)
+
+    @property
+    def settled(self) -> bool:
+        return self.state in SETTLED
+
+    def to_entity(self) -> dict[str, Any]:
+        entity: dict[str, Any] = {
+            "PartitionKey": self.request_id,
+            "RowKey": self.row_key,
+            "Index": self.index,
+            "DestinationType": self.destination_type,
+            "RestorePointIds": json.dumps(self.restore_point_ids),
+            "State": self.state,
+            "Excluded": json.dumps(list(self.excluded)),
+        }
+        optional = {
+            "SessionId": self.session_id,
+            "SessionStatus": self.session_status,
+            "CreatedDateTime": self.created_date_time,
+            "CreatingSince": self.creating_since,
+            "Error": json.dumps(self.error) if self.error else None,
+        }
+        entity.update({k: v for k, v in optional.items() if v is not None})
+        return entity
+
+    @classmethod
+    def from_entity(cls, entity: Any) -> BatchRecord:
+        error = entity.get("Error")
+        return cls(
+            request_id=entity["PartitionKey"],
+            index=int(entity["Index"]),
+            destination_type=entity["DestinationType"],
+            restore_point_ids=tuple(json.loads(entity["RestorePointIds"])),
+            state=entity["State"],
+            session_id=entity.get("SessionId"),
+            session_status=entity.get("SessionStatus"),
+            created_date_time=entity.get("CreatedDateTime"),
+            creating_since=entity.get("CreatingSince"),
+            excluded=tuple(json.loads(entity.get("Excluded") or "[]")),
+            error=json.loads(error) if error else None,
+            etag=entity.metadata.get("etag") if hasattr(entity, "metadata") else None,
+        )
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    request_id: str
+    payload_hash: str
+    state: str
+    session_count: int
+    etag: str | None = field(default=None, compare=False)
+
+
+class Ledger:
+    """Thin adapter over one Table storage table; decisions stay with the orchestrators."""
+
+    def __init__(self, table: TableClient) -> None:
+        self._table = table
+        self._table_ready = False
+
+    @classmethod
+    def from_connection_string(cls, connection: str, table_name: str) -> Ledger:
+        return cls(TableClient.from_connection_string(table_connection_string(connection), table_name))
+
+    async def aclose(self) -> None:
+        await self._table.close()
+
+    async def ensure_table(self) -> None:
+        if self._table_ready:
+            return
+        try:
+            await self._table.create_table()
+        except ResourceExistsError:
+            pass
+        self._table_ready = True
+
+    # -- requests --------------------------------------------------------------------------------
+
+    async def open_request(self, request: RestoreRequest, plans: Sequence[SessionPlan]) -> list[BatchRecord]:
+        """Record the request and its planned batches (once), and return the batches as stored."""
+        await self.ensure_table()
+        record = await self.get_request(request.request_id)
+        if record is None:
+            entity = {
+                "PartitionKey": request.request_id,
+                "RowKey": REQUEST_ROW,
+                "PayloadHash": request.payload_hash,
+                "IncidentId": request.incident_id or "",
+                "RequestedBy": (request.requested_by or "")[:256],
+                "Reason": (request.reason or "")[:1024],
+                "Activate": request.activate,
+                "SessionCount": len(plans),
+                "ArtifactCount": sum(len(p.restore_point_ids) for p in plans),
+                "State": "open",
+                "ReceivedAt": _now(),
+            }
+            try:
+                await self._table.create_entity(entity)
+            except ResourceExistsError:
+                record = await self.get_request(request.request_id)
+        if record is not None and record.payload_hash != request.payload_hash:
+            raise PayloadConflict(request.request_id)
+
+        batches = await self.load_batches(request.request_id)
+        if len(batches) < len(plans):
+            known = {b.index for b in batches}
+            missing = [BatchRecord(request.request_id, p.index, p.destination_type, p.restore_point_ids)
+                       for p in plans if p.index not in known]
+            for start in range(0, len(missing), 100):  # a table transaction holds at most 100 rows
+                chunk = missing[start:start + 100]
+                try:
+                    await self._table.submit_transaction([("create", b.to_entity()) for b in chunk])
+                except (TableTransactionError, ResourceExistsError):
+                    pass  # another worker wrote them first; read back below
+            batches = await self.load_batches(request.request_id)
+        return batches
+
+    async def get_request(self, request_id: str) -> RequestRecord | None:
+        try:
+            entity = await self._table.get_entity(request_id, REQUEST_ROW)
+        except ResourceNotFoundError:
+            return None
+        return RequestRecord(request_id, entity["PayloadHash"], entity.get("State", "open"),
+                             int(entity.get("SessionCount", 0)), entity.metadata.get("etag"))
+
+    async def set_request_state(self, request_id: str, state: str, **fields: Any) -> None:
+        entity = {"PartitionKey": request_id, "RowKey": REQUEST_ROW, "State": state,
+                  "StateChangedAt": _now(), **fields}
+        await self._table.update_entity(entity, mode=UpdateMode.MERGE)
+
+    async def load_batches(self, request_id: str) -> list[BatchRecord]:
+        query = "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi"
+        params = {"pk": request_id, "lo": BATCH_PREFIX, "hi": BATCH_PREFIX[:-1] + ";"}
+        rows = [BatchRecord.from_entity(e) async for e in self._table.query_entities(query, parameters=params)]
+        return sorted(rows, key=lambda b: b.index)
+
+    # -- batch transitions (all conditional on the ETag we read) ---------------------------------
+
+    async def _replace(self, batch: BatchRecord) -> BatchRecord:
+        try:
+            meta = await self._table.update_entity(
+                batch.to_entity(), mode=UpdateMode.REPLACE, etag=batch.etag,
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except (ResourceModifiedError, ResourceNotFoundError) as exc:
+            raise Contended(f"batch {batch.index} of {batch.request_id} changed underneath us") from exc
+        return replace(batch, etag=meta.get("etag"))
+
+    async def mark_creating(self, batch: BatchRecord) -> BatchRecord:
+        return await self._replace(replace(batch, state=CREATING, creating_since=_now()))
+
+    async def mark_planned(self, batch: BatchRecord) -> BatchRecord:
+        return await self._replace(replace(batch, state=PLANNED, creating_since=None))
+
+    async def mark_created(self, batch: BatchRecord, session_id: str, status: str,
+                           created_date_time: str | None) -> BatchRecord:
+        return await self._replace(replace(batch, state=CREATED, session_id=session_id,
+                                           session_status=status, created_date_time=created_date_time))
+
+    async def exclude_points(self, batch: BatchRecord, excluded: Sequence[dict[str, Any]],
+                             error: dict[str, Any]) -> BatchRecord:
+        merged = tuple(batch.excluded) + tuple(excluded)
+        return await self._replace(replace(batch, state=PLANNED, excluded=merged, error=error,
+                                           creating_since=None))
+
+    async def mark_failed(self, batch: BatchRecord, error: dict[str, Any],
+                          excluded: Sequence[dict[str, Any]] = ()) -> BatchRecord:
+        merged = tuple(batch.excluded) + tuple(excluded)
+        return await self._replace(replace(batch, state=FAILED, error=error, excluded=merged))

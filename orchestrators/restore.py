@@ -1,0 +1,363 @@
+"""RestoreOrchestrator: validate -> plan -> ledger -> Graph -> events.
+
+Guarantees, in the order they are earned:
+- every message ends in events that say what happened (rejected, planned, created/failed + accepted,
+  or failed after the retry budget);
+- a planned batch gets at most one Graph session: a batch is marked `creating` before the call and
+  `created` with Graph's id right after, and a batch found `creating` on a later attempt is matched
+  against the app's recent draft sessions before anything is created again;
+- transient failures come back as a scheduled copy of the message, never as a tight loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from .contracts import (
+    CloudEvent,
+    RestoreRequest,
+    ValidationPolicy,
+    best_effort_request_id,
+    decode_body,
+    parse_restore_request,
+    rejected_event,
+    request_event,
+)
+from .errors import ARTIFACT_CODES, Contended, FieldError, GraphError, GraphRefused, Rejected, RetryLater
+from .ledger import CREATING, BatchRecord, Ledger, PayloadConflict
+from .messages import ATTEMPT_PROPERTY, ORIGINAL_MESSAGE_ID_PROPERTY, REQUEST_ID_PROPERTY, InboundMessage
+from .planner import SessionPlan, plan_sessions
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Margin for clock differences between this worker and Graph when matching draft sessions.
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+class Publisher(Protocol):
+    async def publish(self, events: Sequence[CloudEvent]) -> None: ...
+
+
+class Scheduler(Protocol):
+    async def schedule(self, body: bytes, *, message_id: str, when: datetime,
+                       application_properties: dict[str, Any], correlation_id: str | None,
+                       content_type: str | None) -> None: ...
+
+
+class Graph(Protocol):
+    async def create_restore_session(self, destination_type: str, restore_point_ids: Sequence[str]) -> Any: ...
+    async def draft_sessions_since(self, since: datetime) -> list[Any]: ...
+    async def session_restore_point_ids(self, session_id: str) -> set[str]: ...
+    async def check_restore_point(self, restore_point_id: str) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one message (for logs, the CLI and tests)."""
+
+    kind: str  # rejected | planned | accepted | retry_scheduled | failed
+    request_id: str
+    events: tuple[CloudEvent, ...] = ()
+    retry_at: datetime | None = None
+
+
+class RestoreOrchestrator:
+    def __init__(self, settings: Settings, graph: Graph, ledger: Ledger, publisher: Publisher,
+                 scheduler: Scheduler, *, rng: random.Random | None = None) -> None:
+        self.settings = settings
+        self.graph = graph
+        self.ledger = ledger
+        self.publisher = publisher
+        self.scheduler = scheduler
+        self._rng = rng or random.Random()
+        self.policy = ValidationPolicy(settings.max_artifacts_per_request, settings.allowed_destination_types)
+
+    # -- entry point -----------------------------------------------------------------------------
+
+    async def handle(self, message: InboundMessage) -> Outcome:
+        fallback_id = message.carried_request_id or message.message_id
+        document: Any = None
+        try:
+            document = decode_body(message.body)
+            request = parse_restore_request(document, fallback_id, self.policy)
+        except Rejected as rejected:
+            return await self._reject(message, best_effort_request_id(document), rejected.errors, document)
+
+        plans = plan_sessions(request.artifacts, self.settings.max_artifacts_per_session)
+        if request.dry_run:
+            event = self._planned_event(request, plans)
+            await self.publisher.publish([event])
+            return Outcome("planned", request.request_id, (event,))
+
+        try:
+            batches = await self.ledger.open_request(request, plans)
+        except PayloadConflict:
+            errors = [FieldError("requestId", f"requestId {request.request_id!r} was already used for a "
+                                              "different request; use a new requestId for new work")]
+            return await self._reject(message, request.request_id, errors, document, conflict=True)
+
+        try:
+            batches = await self._settle_all(request, batches)
+        except RetryLater as retry:
+            return await self._retry_or_give_up(message, request, retry)
+
+        events = self._session_events(request, batches) + [self._accepted_event(request, batches)]
+        await self.publisher.publish(events)
+        await self.ledger.set_request_state(request.request_id, "accepted")
+        log.info("request %s accepted: %d sessions", request.request_id, len(batches))
+        return Outcome("accepted", request.request_id, tuple(events))
+
+    # -- rejection -------------------------------------------------------------------------------
+
+    async def _reject(self, message: InboundMessage, request_id: str | None, errors: list[FieldError],
+                      document: Any, conflict: bool = False) -> Outcome:
+        key = request_id or message.carried_request_id or message.message_id or "unknown"
+        incident = document.get("incidentId") if isinstance(document, dict) else None
+        incident = incident if isinstance(incident, str) and incident.isprintable() else None
+        event = rejected_event("restore", key if not conflict else f"{key}:conflict:{message.message_id}",
+                               request_id, incident, errors, message.body)
+        await self.publisher.publish([event])
+        log.warning("request %s rejected: %s", key, "; ".join(e.message for e in errors[:3]))
+        return Outcome("rejected", key, (event,))
+
+    # -- creating sessions -----------------------------------------------------------------------
+
+    async def _settle_all(self, request: RestoreRequest, batches: list[BatchRecord]) -> list[BatchRecord]:
+        """Create every batch not yet settled, a bounded number at a time."""
+        gate = asyncio.Semaphore(self.settings.graph_create_concurrency)
+        known_sessions = {b.session_id for b in batches if b.session_id}
+
+        async def settle(batch: BatchRecord) -> BatchRecord:
+            if batch.settled:
+                return batch
+            async with gate:
+                return await self._settle(batch, known_sessions)
+
+        results = await asyncio.gather(*(settle(b) for b in batches), return_exceptions=True)
+        retries = [r for r in results if isinstance(r, RetryLater)]
+        contended = [r for r in results if isinstance(r, Contended)]
+        unexpected = [r for r in results if isinstance(r, BaseException)
+                      and not isinstance(r, RetryLater | Contended)]
+        if unexpected:
+            raise unexpected[0]
+        if retries:
+            raise max(retries, key=lambda r: r.after or 0.0)
+        if contended:
+            raise RetryLater(GraphError(None, "Contended", "another worker is handling this request"),
+                             after=30.0)
+        return [r for r in results if isinstance(r, BatchRecord)]
+
+    async def _settle(self, batch: BatchRecord, known_sessions: set[str]) -> BatchRecord:
+        if batch.state == CREATING:
+            adopted = await self._reconcile(batch, known_sessions)
+            if adopted is not None:
+                return adopted
+        points = batch.remaining_points
+        batch = await self.ledger.mark_creating(batch)
+        try:
+            created = await self.graph.create_restore_session(batch.destination_type, points)
+        except GraphRefused as refused:
+            return await self._isolate(batch, points, refused.error, known_sessions)
+        except RetryLater as retry:
+            if not retry.outcome_unknown:
+                await self.ledger.mark_planned(batch)
+            raise
+        known_sessions.add(created.session_id)
+        return await self.ledger.mark_created(batch, created.session_id, created.status,
+                                              created.created_date_time)
+
+    async def _reconcile(self, batch: BatchRecord, known_sessions: set[str]) -> BatchRecord | None:
+        """Adopt a draft session an earlier attempt created but could not record."""
+        since = (batch.creating_since or datetime.now(UTC)) - CLOCK_SKEW
+        points = set(batch.remaining_points)
+        app_id = getattr(self.graph, "application_id", None)
+        for draft in await self.graph.draft_sessions_since(since):
+            if draft.session_id in known_sessions:
+                continue
+            if draft.artifact_total is not None and draft.artifact_total != len(points):
+                continue
+            if app_id and draft.application_id and draft.application_id != app_id:
+                continue
+            if await self.graph.session_restore_point_ids(draft.session_id) == points:
+                known_sessions.add(draft.session_id)
+                log.warning("batch %d of %s: adopted draft session %s created by an earlier attempt",
+                            batch.index, batch.request_id, draft.session_id)
+                created = draft.created_date_time.isoformat() if draft.created_date_time else None
+                return await self.ledger.mark_created(batch, draft.session_id, "draft", created)
+        return None
+
+    async def _isolate(self, batch: BatchRecord, points: tuple[str, ...], error: GraphError,
+                       known_sessions: set[str]) -> BatchRecord:
+        """Graph refused the batch: find the restore points to blame, and create the rest."""
+        if error.code not in ARTIFACT_CODES and error.status != 400 or len(points) == 0:
+            return await self.ledger.mark_failed(batch, error.to_json(), self._blame(points, error.code))
+        checks = await _bounded(self.settings.graph_create_concurrency,
+                                [self.graph.check_restore_point(rp) for rp in points])
+        bad = [{"restorePointId": c.restore_point_id, "code": c.reason or error.code} for c in checks
+               if not c.usable]
+        if not bad or len(bad) == len(points):
+            # Nothing to single out (or nothing left): the whole batch fails with Graph's answer.
+            excluded = bad or self._blame(points, error.code)
+            return await self.ledger.mark_failed(batch, error.to_json(), excluded)
+        log.warning("batch %d of %s: %d restore points refused by Graph (%s); creating the other %d",
+                    batch.index, batch.request_id, len(bad), error.code, len(points) - len(bad))
+        batch = await self.ledger.exclude_points(batch, bad, error.to_json())
+        return await self._settle(batch, known_sessions)
+
+    @staticmethod
+    def _blame(points: Sequence[str], code: str) -> list[dict[str, Any]]:
+        return [{"restorePointId": rp, "code": code} for rp in points]
+
+    # -- retries ---------------------------------------------------------------------------------
+
+    def _backoff(self, attempt: int, hint: float | None) -> float:
+        base = self.settings.retry_base_delay_seconds * (2 ** (attempt - 1))
+        delay = min(self.settings.retry_max_delay_seconds, base) * (0.8 + 0.4 * self._rng.random())
+        return max(delay, hint or 0.0)
+
+    async def _retry_or_give_up(self, message: InboundMessage, request: RestoreRequest,
+                                retry: RetryLater) -> Outcome:
+        batches = await self.ledger.load_batches(request.request_id)
+        settled_events = self._session_events(request, [b for b in batches if b.settled])
+        attempt = message.attempt
+        if attempt >= self.settings.retry_max_attempts:
+            failed = self._failed_event(request, batches, retry.error, attempt)
+            await self.publisher.publish([*settled_events, failed])
+            await self.ledger.set_request_state(request.request_id, "failed")
+            log.error("request %s failed after %d attempts: %s", request.request_id, attempt, retry)
+            return Outcome("failed", request.request_id, (*settled_events, failed))
+
+        when = datetime.now(UTC) + timedelta(seconds=self._backoff(attempt, retry.after))
+        original = message.original_message_id or request.request_id
+        await self.scheduler.schedule(
+            message.body,
+            message_id=f"{original}:retry:{attempt + 1}",
+            when=when,
+            application_properties={
+                **{k: v for k, v in message.application_properties.items() if isinstance(v, str | int)},
+                ATTEMPT_PROPERTY: attempt + 1,
+                REQUEST_ID_PROPERTY: request.request_id,
+                ORIGINAL_MESSAGE_ID_PROPERTY: original,
+            },
+            correlation_id=message.correlation_id,
+            content_type=message.content_type,
+        )
+        if settled_events:
+            await self.publisher.publish(settled_events)
+        log.warning("request %s: %s; attempt %d scheduled for %s", request.request_id, retry, attempt + 1,
+                    when.isoformat())
+        return Outcome("retry_scheduled", request.request_id, tuple(settled_events), when)
+
+    # -- events ----------------------------------------------------------------------------------
+
+    def _planned_event(self, request: RestoreRequest, plans: list[SessionPlan]) -> CloudEvent:
+        sessions: list[dict[str, Any]] = [p.to_json() for p in plans]
+        data: dict[str, Any] = {
+            "sessions": sessions,
+            "sessionCount": len(plans),
+            "artifactCount": sum(len(p.restore_point_ids) for p in plans),
+            "activate": request.activate,
+        }
+        event = request_event(request, "restore.request.planned", f"{request.request_id}:planned", data)
+        if _size(event) > self.settings.event_max_bytes:
+            # Too large for one Service Bus message: keep the shape, list counts instead of every id.
+            data["sessions"] = [{"index": p.index, "destinationType": p.destination_type,
+                                 "restorePointCount": len(p.restore_point_ids),
+                                 "firstRestorePointId": p.restore_point_ids[0],
+                                 "lastRestorePointId": p.restore_point_ids[-1]} for p in plans]
+            data["restorePointIdsOmitted"] = True
+            event = request_event(request, "restore.request.planned", f"{request.request_id}:planned", data)
+        return event
+
+    def _session_events(self, request: RestoreRequest, batches: Sequence[BatchRecord]) -> list[CloudEvent]:
+        count = len(batches) if batches else 0
+        total = max(count, max((b.index + 1 for b in batches), default=0))
+        events: list[CloudEvent] = []
+        for batch in batches:
+            if batch.excluded:
+                events.append(request_event(
+                    request, "restore.session.failed", f"{request.request_id}:session:{batch.index}:failed",
+                    {
+                        "index": batch.index,
+                        "destinationType": batch.destination_type,
+                        "restorePointIds": [e["restorePointId"] for e in batch.excluded],
+                        "error": batch.error,
+                        "failures": list(batch.excluded),
+                    },
+                ))
+            if batch.state == "created" and batch.session_id:
+                events.append(request_event(
+                    request, "restore.session.created", f"{request.request_id}:session:{batch.index}",
+                    {
+                        "sessionId": batch.session_id,
+                        "index": batch.index,
+                        "sessionCount": total,
+                        "destinationType": batch.destination_type,
+                        "restorePointIds": list(batch.remaining_points),
+                        "status": batch.session_status or "draft",
+                        "createdDateTime": batch.created_date_time,
+                    },
+                    session_id=batch.session_id,
+                ))
+        return events
+
+    def _accepted_event(self, request: RestoreRequest, batches: Sequence[BatchRecord]) -> CloudEvent:
+        sessions: list[dict[str, Any]] = []
+        for b in batches:
+            entry: dict[str, Any] = {"index": b.index}
+            if b.session_id:
+                entry["sessionId"] = b.session_id
+            if b.error:
+                entry["error"] = b.error
+            if b.excluded:
+                entry["failedRestorePointIds"] = [e["restorePointId"] for e in b.excluded]
+            sessions.append(entry)
+        created = [b for b in batches if b.session_id]
+        data = {
+            "sessions": sessions,
+            "sessionCount": len(batches),
+            "createdSessionCount": len(created),
+            "failedSessionCount": sum(1 for b in batches if b.state == "failed"),
+            "artifactCount": sum(len(b.restore_point_ids) for b in batches),
+            "restoringArtifactCount": sum(len(b.remaining_points) for b in created),
+            "failedArtifactCount": sum(len(b.excluded) for b in batches)
+            + sum(len(b.remaining_points) for b in batches if b.state == "failed" and not b.excluded),
+            "activate": request.activate,
+        }
+        return request_event(request, "restore.request.accepted", f"{request.request_id}:accepted", data)
+
+    def _failed_event(self, request: RestoreRequest, batches: Sequence[BatchRecord], error: GraphError,
+                      attempt: int) -> CloudEvent:
+        data = {
+            "attempts": attempt,
+            "lastError": error.to_json(),
+            "done": [{"index": b.index, "sessionId": b.session_id} for b in batches if b.session_id],
+            "failed": [{"index": b.index, "error": b.error} for b in batches if b.state == "failed"],
+            "remaining": [{"index": b.index, "destinationType": b.destination_type,
+                           "restorePointIds": list(b.remaining_points), "state": b.state}
+                          for b in batches if not b.settled],
+        }
+        return request_event(request, "restore.request.failed", f"{request.request_id}:failed:{attempt}", data)
+
+
+def _size(event: CloudEvent) -> int:
+    import json
+
+    return len(json.dumps(event.to_document(), separators=(",", ":")).encode())
+
+
+async def _bounded(limit: int, calls: list[Any]) -> list[Any]:
+    gate = asyncio.Semaphore(limit)
+
+    async def run(call: Any) -> Any:
+        async with gate:
+            return await call
+
+    return list(await asyncio.gather(*(run(c) for c in calls)))

@@ -1,0 +1,105 @@
+"""Per-worker wiring: settings, clients and orchestrators, created on first use and reused.
+
+The Functions worker runs every invocation on one event loop, so one Graph adapter, one Service Bus
+client and one table client serve them all. `install` lets an embedding (the CLI, tests) provide
+its own parts; `aclose` releases them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .settings import Settings
+
+if TYPE_CHECKING:
+    from .events import EventPublisher, RetryScheduler
+    from .graph import GraphGateway
+    from .ledger import Ledger
+    from .restore import RestoreOrchestrator
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    graph: GraphGateway
+    ledger: Ledger
+    publisher: EventPublisher
+    restore_scheduler: RetryScheduler
+    _closers: list[Any] = field(default_factory=list)
+
+    @classmethod
+    async def create(cls, settings: Settings) -> Runtime:
+        from .credentials import graph_credential
+        from .events import EventPublisher, RetryScheduler, service_bus_client
+        from .graph import GraphGateway
+        from .ledger import Ledger
+
+        credential = graph_credential(settings)
+        graph = GraphGateway.create(
+            credential, settings.graph_base_url, timeout=settings.graph_timeout_seconds,
+            throttle_wait_limit=settings.graph_throttle_wait_limit_seconds,
+            application_id=settings.graph_client_id,
+        )
+        ledger = Ledger.from_connection_string(settings.ledger_connection, settings.ledger_table)
+        bus = service_bus_client(settings.service_bus)
+        events_sender = bus.get_topic_sender(settings.restore_events_topic)
+        requests_sender = bus.get_queue_sender(settings.restore_requests_queue)
+        runtime = cls(settings, graph, ledger, EventPublisher(events_sender), RetryScheduler(requests_sender))
+        runtime._closers = [events_sender, requests_sender, bus, graph, ledger, credential]
+        return runtime
+
+    def restore_orchestrator(self) -> RestoreOrchestrator:
+        from .restore import RestoreOrchestrator
+
+        return RestoreOrchestrator(self.settings, self.graph, self.ledger, self.publisher,
+                                   self.restore_scheduler)
+
+    async def aclose(self) -> None:
+        for closer in self._closers:
+            close = getattr(closer, "aclose", None) or getattr(closer, "close", None)
+            if close is None:
+                continue
+            result = close()
+            if asyncio.iscoroutine(result):
+                await result
+
+
+_settings: Settings | None = None
+_runtime: Runtime | None = None
+_lock: asyncio.Lock | None = None
+
+
+def configure(settings: Settings) -> None:
+    """Record the validated settings at start-up; clients are made on first use."""
+    global _settings
+    _settings = settings
+
+
+def install(runtime: Runtime | None) -> None:
+    """Use these parts for the following invocations (the CLI and tests build their own)."""
+    global _runtime, _lock
+    _runtime = runtime
+    _lock = None
+
+
+async def get_runtime() -> Runtime:
+    global _runtime, _lock, _settings
+    if _runtime is not None:
+        return _runtime
+    if _lock is None:
+        _lock = asyncio.Lock()
+    async with _lock:
+        if _runtime is None:
+            if _settings is None:
+                _settings = Settings.from_env()
+            _runtime = await Runtime.create(_settings)
+    return _runtime
+
+
+async def shutdown() -> None:
+    global _runtime
+    if _runtime is not None:
+        runtime, _runtime = _runtime, None
+        await runtime.aclose()

@@ -1,0 +1,247 @@
+"""One typed settings object, built from the environment and validated at start-up.
+
+Every setting named in the public contract lives here; a missing or malformed value raises
+`SettingsError` naming the setting, so a misconfigured app fails when the worker loads it,
+not in the middle of an incident.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlparse
+
+DESTINATION_TYPES = ("new", "inPlace")
+
+#: Hosts of Graph itself (global and national clouds): a fixed test token is refused there.
+GRAPH_PUBLIC_HOSTS = frozenset(
+    {
+        "graph.microsoft.com",
+        "graph.microsoft.us",
+        "dod-graph.microsoft.us",
+        "microsoftgraph.chinacloudapi.cn",
+    }
+)
+
+_ENTITY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,259}$")
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names it."""
+
+
+@dataclass(frozen=True)
+class ServiceBusConnectionSettings:
+    """Either a connection string (emulator, SAS) or a namespace reached with an Azure identity."""
+
+    connection_string: str | None = None
+    fully_qualified_namespace: str | None = None
+    client_id: str | None = None
+
+    def __repr__(self) -> str:  # never print the SAS key
+        target = self.fully_qualified_namespace or "<connection string>"
+        return f"ServiceBusConnectionSettings({target})"
+
+
+@dataclass(frozen=True)
+class Settings:
+    service_bus: ServiceBusConnectionSettings
+    restore_requests_queue: str = "restore-requests"
+    browse_requests_queue: str = "browse-requests"
+    activation_requests_queue: str = "activation-requests"
+    restore_events_topic: str = "restore-events"
+    graph_base_url: str = "https://graph.microsoft.com/v1.0"
+    graph_tenant_id: str | None = None
+    graph_client_id: str | None = None
+    graph_client_secret: str | None = field(default=None, repr=False)
+    graph_client_certificate_path: str | None = None
+    graph_access_token: str | None = field(default=None, repr=False)
+    ledger_connection: str = field(default="", repr=False)
+    ledger_table: str = "restoreledger"
+    max_artifacts_per_session: int = 50
+    max_active_sessions: int = 25
+    max_artifacts_per_request: int = 10_000
+    allowed_destination_types: tuple[str, ...] = DESTINATION_TYPES
+    # Operational knobs beyond the contract (documented in the README).
+    graph_create_concurrency: int = 8
+    retry_max_attempts: int = 8
+    retry_base_delay_seconds: float = 15.0
+    retry_max_delay_seconds: float = 900.0
+    graph_throttle_wait_limit_seconds: float = 30.0
+    graph_timeout_seconds: float = 60.0
+    reconcile_window_seconds: float = 900.0
+    event_max_bytes: int = 240_000
+
+    @property
+    def graph_host(self) -> str:
+        return urlparse(self.graph_base_url).hostname or ""
+
+    @property
+    def graph_is_microsoft(self) -> bool:
+        return self.graph_host in GRAPH_PUBLIC_HOSTS
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        reader = _Reader(env)
+        settings = cls(
+            service_bus=_service_bus_settings(env),
+            restore_requests_queue=reader.entity("RESTORE_REQUESTS_QUEUE", "restore-requests"),
+            browse_requests_queue=reader.entity("BROWSE_REQUESTS_QUEUE", "browse-requests"),
+            activation_requests_queue=reader.entity("ACTIVATION_REQUESTS_QUEUE", "activation-requests"),
+            restore_events_topic=reader.entity("RESTORE_EVENTS_TOPIC", "restore-events"),
+            graph_base_url=reader.url("GRAPH_BASE_URL", "https://graph.microsoft.com/v1.0"),
+            graph_tenant_id=reader.optional("GRAPH_TENANT_ID"),
+            graph_client_id=reader.optional("GRAPH_CLIENT_ID"),
+            graph_client_secret=reader.optional("GRAPH_CLIENT_SECRET"),
+            graph_client_certificate_path=reader.optional("GRAPH_CLIENT_CERTIFICATE_PATH"),
+            graph_access_token=reader.optional("GRAPH_ACCESS_TOKEN"),
+            ledger_connection=reader.required_one_of("LEDGER_CONNECTION", "AzureWebJobsStorage"),
+            ledger_table=reader.table_name("LEDGER_TABLE", "restoreledger"),
+            max_artifacts_per_session=reader.integer("MAX_ARTIFACTS_PER_SESSION", 50, 1, 50),
+            max_active_sessions=reader.integer("MAX_ACTIVE_SESSIONS", 25, 1, 1000),
+            max_artifacts_per_request=reader.integer("MAX_ARTIFACTS_PER_REQUEST", 10_000, 1, 100_000),
+            allowed_destination_types=reader.destination_types("ALLOWED_DESTINATION_TYPES"),
+            graph_create_concurrency=reader.integer("GRAPH_CREATE_CONCURRENCY", 8, 1, 64),
+            retry_max_attempts=reader.integer("RETRY_MAX_ATTEMPTS", 8, 1, 100),
+            retry_base_delay_seconds=reader.number("RETRY_BASE_DELAY_SECONDS", 15.0, 0.0, 3600.0),
+            retry_max_delay_seconds=reader.number("RETRY_MAX_DELAY_SECONDS", 900.0, 0.0, 86_400.0),
+            graph_throttle_wait_limit_seconds=reader.number(
+                "GRAPH_THROTTLE_WAIT_LIMIT_SECONDS", 30.0, 0.0, 600.0
+            ),
+            graph_timeout_seconds=reader.number("GRAPH_TIMEOUT_SECONDS", 60.0, 1.0, 600.0),
+            reconcile_window_seconds=reader.number("RECONCILE_WINDOW_SECONDS", 900.0, 60.0, 86_400.0),
+            event_max_bytes=reader.integer("EVENT_MAX_BYTES", 240_000, 16_000, 100_000_000),
+        )
+        settings.validate_graph_credentials()
+        return settings
+
+    def validate_graph_credentials(self) -> None:
+        if self.graph_access_token:
+            if self.graph_is_microsoft:
+                raise SettingsError(
+                    "GRAPH_ACCESS_TOKEN is for the Graph emulator and debugging only; it is refused "
+                    f"while GRAPH_BASE_URL points at Graph itself ({self.graph_host}). Use "
+                    "GRAPH_TENANT_ID/GRAPH_CLIENT_ID with a secret, a certificate or a managed identity."
+                )
+            return
+        if self.graph_client_secret or self.graph_client_certificate_path:
+            missing = [n for n, v in (("GRAPH_TENANT_ID", self.graph_tenant_id),
+                                      ("GRAPH_CLIENT_ID", self.graph_client_id)) if not v]
+            if missing:
+                raise SettingsError(
+                    f"{' and '.join(missing)} must be set when GRAPH_CLIENT_SECRET or "
+                    "GRAPH_CLIENT_CERTIFICATE_PATH is set"
+                )
+        if self.graph_client_secret and self.graph_client_certificate_path:
+            raise SettingsError("set GRAPH_CLIENT_SECRET or GRAPH_CLIENT_CERTIFICATE_PATH, not both")
+        if self.graph_client_certificate_path and not os.path.isfile(self.graph_client_certificate_path):
+            raise SettingsError(
+                f"GRAPH_CLIENT_CERTIFICATE_PATH names no readable file: {self.graph_client_certificate_path}"
+            )
+
+
+def _service_bus_settings(env: Mapping[str, str]) -> ServiceBusConnectionSettings:
+    conn = (env.get("ServiceBusConnection") or "").strip()
+    namespace = (env.get("ServiceBusConnection__fullyQualifiedNamespace") or "").strip()
+    client_id = (env.get("ServiceBusConnection__clientId") or "").strip() or None
+    if conn:
+        parts = dict(
+            p.split("=", 1) for p in conn.split(";") if "=" in p
+        )
+        if not parts.get("Endpoint", "").startswith("sb://"):
+            raise SettingsError(
+                "ServiceBusConnection is not a Service Bus connection string (it needs Endpoint=sb://...)"
+            )
+        return ServiceBusConnectionSettings(connection_string=conn)
+    if namespace:
+        if "://" in namespace or "/" in namespace:
+            raise SettingsError(
+                "ServiceBusConnection__fullyQualifiedNamespace must be a host name such as "
+                "contoso.servicebus.windows.net"
+            )
+        return ServiceBusConnectionSettings(fully_qualified_namespace=namespace, client_id=client_id)
+    raise SettingsError(
+        "ServiceBusConnection (a connection string) or ServiceBusConnection__fullyQualifiedNamespace "
+        "(identity-based) must be set"
+    )
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def _raw(self, name: str) -> str | None:
+        value = self.env.get(name)
+        if value is None:
+            return None
+        value = value.strip()
+        return value or None
+
+    def optional(self, name: str) -> str | None:
+        return self._raw(name)
+
+    def required_one_of(self, name: str, fallback: str) -> str:
+        value = self._raw(name) or self._raw(fallback)
+        if not value:
+            raise SettingsError(f"{name} (or {fallback}) must be set to a Table storage connection string")
+        return value
+
+    def entity(self, name: str, default: str) -> str:
+        value = self._raw(name) or default
+        if not _ENTITY_NAME.match(value):
+            raise SettingsError(f"{name} is not a valid Service Bus entity name: {value!r}")
+        return value
+
+    def table_name(self, name: str, default: str) -> str:
+        value = self._raw(name) or default
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]{2,62}", value):
+            raise SettingsError(f"{name} must be 3-63 letters and digits, starting with a letter: {value!r}")
+        return value
+
+    def url(self, name: str, default: str) -> str:
+        value = (self._raw(name) or default).rstrip("/")
+        parsed = urlparse(value)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise SettingsError(f"{name} must be an http(s) URL, got {value!r}")
+        if parsed.scheme == "http" and parsed.hostname not in ("127.0.0.1", "localhost", "::1"):
+            raise SettingsError(f"{name} must use https except for a local emulator, got {value!r}")
+        return value
+
+    def integer(self, name: str, default: int, low: int, high: int) -> int:
+        raw = self._raw(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+        if not low <= value <= high:
+            raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
+        return value
+
+    def number(self, name: str, default: float, low: float, high: float) -> float:
+        raw = self._raw(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+        if not low <= value <= high:
+            raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
+        return value
+
+    def destination_types(self, name: str) -> tuple[str, ...]:
+        raw = self._raw(name)
+        if raw is None:
+            return DESTINATION_TYPES
+        values = tuple(dict.fromkeys(v.strip() for v in raw.split(",") if v.strip()))
+        unknown = [v for v in values if v not in DESTINATION_TYPES]
+        if unknown or not values:
+            raise SettingsError(
+                f"{name} must list some of {', '.join(DESTINATION_TYPES)} (comma-separated), got {raw!r}"
+            )
+        return values

@@ -1,0 +1,59 @@
+import uuid
+
+import pytest
+
+from orchestrators.contracts import Artifact, RestoreRequest
+from orchestrators.errors import Contended
+from orchestrators.ledger import CREATED, CREATING, Ledger, PayloadConflict
+from orchestrators.planner import plan_sessions
+
+
+def _request(n: int, request_id: str | None = None, payload_hash: str = "h1") -> RestoreRequest:
+    artifacts = tuple(Artifact(f"rp-{i}", "new") for i in range(n))
+    return RestoreRequest(request_id or f"req-{uuid.uuid4().hex[:8]}", "INC-1", "tests", "ledger test",
+                          artifacts, False, False, payload_hash)
+
+
+@pytest.fixture
+async def ledger(azurite):
+    ledger = Ledger.from_connection_string(azurite.connection_string, f"t{uuid.uuid4().hex[:12]}")
+    yield ledger
+    await ledger.aclose()
+
+
+async def test_opening_a_request_twice_returns_the_same_batches(ledger):
+    request = _request(120)
+    plans = plan_sessions(request.artifacts, 50)
+    first = await ledger.open_request(request, plans)
+    second = await ledger.open_request(request, plans)
+    assert [b.index for b in first] == [0, 1, 2]
+    assert [b.restore_point_ids for b in second] == [p.restore_point_ids for p in plans]
+
+
+async def test_a_reused_request_id_with_another_payload_is_a_conflict(ledger):
+    request = _request(3)
+    await ledger.open_request(request, plan_sessions(request.artifacts, 50))
+    other = _request(4, request.request_id, payload_hash="h2")
+    with pytest.raises(PayloadConflict):
+        await ledger.open_request(other, plan_sessions(other.artifacts, 50))
+
+
+async def test_a_stale_etag_cannot_overwrite_a_created_batch(ledger):
+    request = _request(2)
+    [batch] = await ledger.open_request(request, plan_sessions(request.artifacts, 50))
+    creating = await ledger.mark_creating(batch)
+    assert creating.state == CREATING and creating.creating_since is not None
+    created = await ledger.mark_created(creating, "sess-1", "draft", "2026-01-01T00:00:00Z")
+    assert created.state == CREATED
+    with pytest.raises(Contended):
+        await ledger.mark_creating(creating)  # the worker that lost the race holds the old ETag
+    [stored] = await ledger.load_batches(request.request_id)
+    assert stored.session_id == "sess-1"
+
+
+async def test_two_hundred_batches_are_written_in_transactions_and_read_back_in_order(ledger):
+    request = _request(10_000)
+    batches = await ledger.open_request(request, plan_sessions(request.artifacts, 50))
+    assert len(batches) == 200
+    assert [b.index for b in batches] == list(range(200))
+    assert sum(len(b.restore_point_ids) for b in batches) == 10_000
