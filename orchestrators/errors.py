@@ -105,9 +105,9 @@ def classify_graph_failure(error: GraphError, write: bool) -> OrchestrationError
     outcome unknown, and the next attempt must look before writing again.
     """
     status = error.status
-    if status == 429 or error.code in TRANSIENT_CODES and status in (None, 429, 500, 503):
+    if status == 429 or (error.code in TRANSIENT_CODES and status in (None, 429, 500, 503)):
         return RetryLater(error, after=error.retry_after, outcome_unknown=False)
-    if status is None or status >= 500 and error.code not in PERMANENT_5XX_CODES:
+    if status is None or (status >= 500 and error.code not in PERMANENT_5XX_CODES):
         return RetryLater(error, after=error.retry_after, outcome_unknown=write)
     if status in (401, 403) and error.code in ("InvalidAuthenticationToken", "TokenExpired"):
         # Expired tokens are refreshed by the credential on the next attempt.

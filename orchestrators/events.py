@@ -80,6 +80,6 @@ class RetryScheduler:
                        content_type: str | None) -> None:
         message = ServiceBusMessage(
             body, message_id=message_id, correlation_id=correlation_id, content_type=content_type,
-            application_properties=dict(application_properties),
+            application_properties=dict(application_properties),  # type: ignore[arg-type]
         )
         await self._sender.schedule_messages(message, when)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -213,7 +213,7 @@ class GraphGateway:
     # -- restore sessions ------------------------------------------------------------------------
 
     async def create_restore_session(self, destination_type: str,
-                                     restore_point_ids: tuple[str, ...] | list[str]) -> CreatedSession:
+                                     restore_point_ids: Sequence[str]) -> CreatedSession:
         body = {
             "driveRestoreArtifacts": [
                 {"restorePoint": {"id": rp}, "destinationType": destination_type} for rp in restore_point_ids

@@ -108,7 +108,7 @@ class RestoreOrchestrator:
         except RetryLater as retry:
             return await self._retry_or_give_up(message, request, retry)
 
-        events = self._session_events(request, batches) + [self._accepted_event(request, batches)]
+        events = [*self._session_events(request, batches), self._accepted_event(request, batches)]
         await self.publisher.publish(events)
         await self.ledger.set_request_state(request.request_id, "accepted")
         log.info("request %s accepted: %d sessions", request.request_id, len(batches))
@@ -196,7 +196,7 @@ class RestoreOrchestrator:
     async def _isolate(self, batch: BatchRecord, points: tuple[str, ...], error: GraphError,
                        known_sessions: set[str]) -> BatchRecord:
         """Graph refused the batch: find the restore points to blame, and create the rest."""
-        if error.code not in ARTIFACT_CODES and error.status != 400 or len(points) == 0:
+        if (error.code not in ARTIFACT_CODES and error.status != 400) or len(points) == 0:
             return await self.ledger.mark_failed(batch, error.to_json(), self._blame(points, error.code))
         checks = await _bounded(self.settings.graph_create_concurrency,
                                 [self.graph.check_restore_point(rp) for rp in points])
