@@ -121,8 +121,10 @@ class RestoreOrchestrator:
         key = request_id or message.carried_request_id or message.message_id or "unknown"
         incident = document.get("incidentId") if isinstance(document, dict) else None
         incident = incident if isinstance(incident, str) and incident.isprintable() else None
-        event = rejected_event("restore", key if not conflict else f"{key}:conflict:{message.message_id}",
-                               request_id, incident, errors, message.body)
+        if conflict and message.message_id:
+            # The requestId's own ids belong to the original request; this message answers for itself.
+            key = message.message_id
+        event = rejected_event("restore", key, request_id, incident, errors, message.body)
         await self.publisher.publish([event])
         log.warning("request %s rejected: %s", key, "; ".join(e.message for e in errors[:3]))
         return Outcome("rejected", key, (event,))

@@ -1,4 +1,4 @@
-"""Azurite's Table service as a test fixture: a real process on a free port, stopped by its PID."""
+"""Azurite's Table service as a local service: a real process on a free port, stopped by its PID."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from orchestrators.ledger import AZURITE_ACCOUNT_KEY
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
