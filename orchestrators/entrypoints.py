@@ -1,12 +1,17 @@
-"""What each trigger does, one call each: adapt the message, run the orchestrator."""
+"""What each trigger does, one call each: adapt the message, run the orchestrator.
+
+Imports of SDK-heavy modules happen on the first invocation, not when the worker indexes the app.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import runtime
 from .messages import from_functions_message
-from .restore import Outcome
+
+if TYPE_CHECKING:
+    from .restore import Outcome
 
 
 async def handle_restore_request(message: Any) -> Outcome:

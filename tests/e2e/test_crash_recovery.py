@@ -1,0 +1,92 @@
+"""A worker that dies at any step, followed by redelivery, ends with exactly one session per batch."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from orchestrators.events import EventPublisher
+from orchestrators.ledger import Ledger
+from orchestrators.runtime import Runtime
+from tests.e2e.harness import SimulatedCrash, of_type
+
+pytestmark = pytest.mark.timeout(180)
+
+
+class CrashingLedger(Ledger):
+    """The real ledger, except that the worker dies at one chosen write, once."""
+
+    crash_at = ""
+    crash_on_call = 1
+    calls: Counter[str]
+
+    async def _die_at(self, step: str) -> None:
+        self.calls[step] += 1
+        if step == self.crash_at and self.calls[step] == self.crash_on_call:
+            raise SimulatedCrash(step)
+
+    async def mark_creating(self, batch):
+        await self._die_at("before_create")
+        return await super().mark_creating(batch)
+
+    async def mark_created(self, batch, session_id, status, created_date_time):
+        # Graph has answered with the new session's id; the worker dies before writing it down.
+        await self._die_at("after_create_before_record")
+        return await super().mark_created(batch, session_id, status, created_date_time)
+
+
+class CrashingPublisher(EventPublisher):
+    crash_at = ""
+    crashed = False
+
+    async def publish(self, events):
+        if self.crash_at == "before_publish" and not self.crashed:
+            self.crashed = True
+            raise SimulatedCrash("before_publish")
+        await super().publish(events)
+        if self.crash_at == "after_publish" and not self.crashed:
+            self.crashed = True
+            raise SimulatedCrash("after_publish")
+
+
+async def _runtime_with_crash(harness, step: str, on_call: int = 1) -> Runtime:
+    parts = await Runtime.create(harness.settings)
+    ledger = CrashingLedger.from_connection_string(harness.settings.ledger_connection,
+                                                   harness.settings.ledger_table)
+    assert isinstance(ledger, CrashingLedger)
+    ledger.crash_at, ledger.crash_on_call, ledger.calls = step, on_call, Counter()
+    parts._closers.append(ledger)
+    parts.ledger = ledger
+    publisher = CrashingPublisher(parts.publisher._sender)
+    publisher.crash_at = step
+    parts.publisher = publisher
+    return parts
+
+
+@pytest.mark.parametrize("step", ["before_create", "after_create_before_record", "before_publish",
+                                  "after_publish"])
+async def test_redelivery_after_a_crash_creates_no_second_session(unstarted_harness, step):
+    harness = unstarted_harness
+    await harness.start(await _runtime_with_crash(harness, step, on_call=2))
+    try:
+        points = harness.restore_points(120)  # three batches; the crash hits the second write of its kind
+        events = await harness.run({"requestId": f"crash-{step}", "artifacts": [{"restorePointId": p}
+                                                                             for p in points]})
+        sessions = harness.graph_sessions()
+        assert len(sessions) == 3, f"{len(sessions)} sessions in Graph after a crash at {step}"
+        in_graph = sorted(sorted(a["restorePointId"] for a in s["artifacts"]) for s in sessions)
+        planned = sorted([sorted(points[0:50]), sorted(points[50:100]), sorted(points[100:120])])
+        assert in_graph == planned
+
+        outcomes = [i.outcome for i in harness.host.invocations]
+        assert outcomes == ["abandoned", "completed"]
+
+        ids = [e["id"] for e in events]
+        assert len(ids) == len(set(ids)), "a subscriber saw an event twice"
+        created = of_type(events, "restore.session.created")
+        assert sorted(e["data"]["index"] for e in created) == [0, 1, 2]
+        assert {e["data"]["sessionId"] for e in created} == {s["id"] for s in sessions}
+        assert len(of_type(events, "restore.request.accepted")) == 1
+    finally:
+        await harness.stop()
