@@ -57,6 +57,7 @@ class RestorePointCheck:
     restore_point_id: str
     usable: bool
     reason: str | None = None
+    protection_unit_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -264,9 +265,10 @@ class GraphGateway:
             raise
         point = answer.json()
         expires = parse_graph_time(point.get("expirationDateTime"))
+        unit = (point.get("protectionUnit") or {}).get("id")
         if expires is not None and expires <= datetime.now(UTC):
-            return RestorePointCheck(restore_point_id, False, "RestorePointExpired")
-        return RestorePointCheck(restore_point_id, True)
+            return RestorePointCheck(restore_point_id, False, "RestorePointExpired", unit)
+        return RestorePointCheck(restore_point_id, True, None, unit)
 
 
 __all__ = [

@@ -204,6 +204,16 @@ class RestoreOrchestrator:
                                 [self.graph.check_restore_point(rp) for rp in points])
         bad = [{"restorePointId": c.restore_point_id, "code": c.reason or error.code} for c in checks
                if not c.usable]
+        # Graph takes one restore point per OneDrive in a session: later points of the same drive go.
+        drives_seen: set[str] = set()
+        for check in checks:
+            if not check.usable or not check.protection_unit_id:
+                continue
+            if check.protection_unit_id in drives_seen:
+                bad.append({"restorePointId": check.restore_point_id, "code": "DuplicateArtifactInList",
+                            "reason": f"another restore point of protection unit {check.protection_unit_id} "
+                                      "is in this session"})
+            drives_seen.add(check.protection_unit_id)
         if not bad or len(bad) == len(points):
             # Nothing to single out (or nothing left): the whole batch fails with Graph's answer.
             excluded = bad or self._blame(points, error.code)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 from azure.servicebus import ServiceBusMessage
 from azure.servicebus.aio import ServiceBusClient
 
@@ -97,7 +98,7 @@ class Harness:
 
     async def settle(self, timeout: float = 60.0) -> None:
         assert self.host is not None
-        await self.host.wait_idle(timeout=timeout)
+        await self.host.wait_idle(timeout=timeout, include_scheduled=True)
 
     async def drain_events(self, wait: float = 1.0) -> list[dict[str, Any]]:
         """Every event that reached subscription `all` since the last drain, in arrival order."""
@@ -133,10 +134,33 @@ class Harness:
         return await self.drain_events()
 
     def graph_sessions(self) -> list[dict[str, Any]]:
-        return list(self.graph.state()["sessions"])
+        """Every OneDrive restore session in the emulator, with its artifacts, read through Graph's own API."""
+        base = self.settings_env["GRAPH_BASE_URL"] + "/solutions/backupRestore/oneDriveForBusinessRestoreSessions"
+        headers = {"Authorization": f"Bearer {self.settings_env['GRAPH_ACCESS_TOKEN']}"}
+        with httpx.Client(headers=headers, timeout=30) as http:
+            sessions = _all_pages(http, base)
+            for session in sessions:
+                session["artifacts"] = [
+                    {"restorePointId": a["restorePoint"]["id"], "destinationType": a["destinationType"],
+                     "status": a["status"]}
+                    for a in _all_pages(http, f"{base}/{session['id']}/driveRestoreArtifacts")
+                ]
+        return sessions
 
     def restore_points(self, count: int) -> list[str]:
         return [p["id"] for p in self.graph.samples(count)["restorePoints"]][:count]
+
+
+def _all_pages(http: httpx.Client, url: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    next_url: str | None = url
+    while next_url:
+        answer = http.get(next_url)
+        answer.raise_for_status()
+        page = answer.json()
+        items.extend(page.get("value", []))
+        next_url = page.get("@odata.nextLink")
+    return items
 
 
 def of_type(events: list[dict[str, Any]], event_type: str) -> list[dict[str, Any]]:

@@ -163,18 +163,33 @@ async def test_a_reused_request_id_with_another_payload_is_rejected_as_a_conflic
 async def test_one_invalid_restore_point_among_fifty_valid_ones_is_isolated(harness):
     points = harness.restore_points(50)
     bad = harness.graph.samples(1)["expiredRestorePoints"][0]["id"]
+    # 51 restore points: batch 0 holds the expired one and 49 valid ones, batch 1 the last valid one.
     events = await harness.run(_request([*points[:20], bad, *points[20:]], "r-isolate"))
-    [created] = of_type(events, "restore.session.created")
+    created = sorted(of_type(events, "restore.session.created"), key=lambda e: e["data"]["index"])
     [failed] = of_type(events, "restore.session.failed")
-    assert sorted(created["data"]["restorePointIds"]) == sorted(points)
+    assert [len(e["data"]["restorePointIds"]) for e in created] == [49, 1]
+    assert sorted(rp for e in created for rp in e["data"]["restorePointIds"]) == sorted(points)
     assert failed["data"]["restorePointIds"] == [bad]
     assert failed["data"]["error"]["code"] == "InvalidRestorePoint"
     assert failed["data"]["error"]["status"] == 400 and failed["data"]["error"]["graphRequestId"]
     assert failed["id"] == "r-isolate:session:0:failed"
-    [session] = harness.graph_sessions()
-    assert len(session["artifacts"]) == 50
+    in_graph = sorted(rp for s in harness.graph_sessions() for rp in (a["restorePointId"] for a in s["artifacts"]))
+    assert in_graph == sorted(points)
     [accepted] = of_type(events, "restore.request.accepted")
     assert accepted["data"]["sessions"][0]["failedRestorePointIds"] == [bad]
+    assert accepted["data"]["restoringArtifactCount"] == 50 and accepted["data"]["failedArtifactCount"] == 1
+
+
+async def test_two_restore_points_of_one_drive_are_split_and_the_second_reported(harness):
+    samples = harness.graph.samples(3)
+    first, other = samples["restorePoints"][0], samples["restorePoints"][1]
+    same_drive = next(p for p in samples["fastRestorePoints"] if p["protectionUnitId"] == first["protectionUnitId"])
+    events = await harness.run(_request([first["id"], other["id"], same_drive["id"]], "r-same-drive"))
+    [created] = of_type(events, "restore.session.created")
+    [failed] = of_type(events, "restore.session.failed")
+    assert sorted(created["data"]["restorePointIds"]) == sorted([first["id"], other["id"]])
+    assert failed["data"]["failures"][0]["restorePointId"] == same_drive["id"]
+    assert failed["data"]["failures"][0]["code"] == "DuplicateArtifactInList"
 
 
 async def test_an_unknown_restore_point_alone_fails_its_batch_with_graphs_error(harness):
@@ -188,19 +203,21 @@ async def test_an_unknown_restore_point_alone_fails_its_batch_with_graphs_error(
 
 
 async def test_a_429_storm_is_waited_out_with_retry_after_and_creates_each_session_once(harness):
-    points = harness.restore_points(150)
-    # Every create is throttled 6 times in a row, each answer asking for 1 s: more than the in-call wait
-    # allows, so the request must come back as a scheduled retry (not a tight loop).
-    harness.graph.fail_next(6, status=429, code="TooManyRequests", operation="createRestoreSession",
+    points = harness.restore_points(120)
+    # Fifteen throttled answers in a row, each asking for 1 s: more than one invocation may wait out
+    # (GRAPH_THROTTLE_WAIT_LIMIT_SECONDS=3), so the request must come back as a scheduled copy.
+    harness.graph.fail_next(15, status=429, code="TooManyRequests", operation="createRestoreSession",
                             retry_after=1)
     events = await harness.run(_request(points, "r-429"), timeout=120)
     created = of_type(events, "restore.session.created")
     assert sorted(e["data"]["index"] for e in created) == [0, 1, 2]
     assert len(harness.graph_sessions()) == 3
-    throttled = [c for c in harness.graph.calls() if c["status"] == 429]
-    assert len(throttled) == 6
+    assert len([c for c in harness.graph.calls() if c["status"] == 429]) == 15
     deliveries = [i for i in harness.host.invocations if i.function == "restore_requests"]
     assert len(deliveries) >= 2  # the original and at least one scheduled copy
+    assert all(i.outcome == "completed" for i in deliveries)
+    # The first delivery waited out 3 s of throttling, then scheduled its copy Retry-After (1 s) later.
+    assert deliveries[1].started_at - deliveries[0].started_at >= 3.9
 
 
 async def test_transient_failures_beyond_the_budget_end_in_request_failed(graph, service_bus, settings_env):
@@ -224,7 +241,7 @@ async def test_transient_failures_beyond_the_budget_end_in_request_failed(graph,
 
 
 async def test_ten_thousand_artifacts_make_two_hundred_sessions(harness):
-    harness.graph.reset(seed=11, drives=10_000)
+    harness.graph.reset(seed=11, drives=10_400)  # a few seeded drives are unprotected
     points = harness.restore_points(10_000)
     assert len(set(points)) == 10_000
     events = await harness.run(_request(points, "r-10k"), timeout=200)

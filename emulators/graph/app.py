@@ -1,0 +1,935 @@
+"""The aiohttp application: Graph routes under /v1.0 and /beta, and the admin surface under /_emulator."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from . import auth
+from .auth import Principal, TokenCache, TokenError
+from .clock import Clock, iso, parse_iso
+from .config import EmulatorConfig
+from .errors import GraphError, bad_request, is_guid
+from .seed import Drive, Tenant
+from .state import EmulatorState, decode_token, encode_token, time_period
+
+PREFIXES = ("/v1.0", "/beta")
+R = "/solutions/backupRestore"
+ODB = R + "/oneDriveForBusinessRestoreSessions"
+BS = R + "/oneDriveForBusinessBrowseSessions"
+JSON_CT = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+Payload = dict[str, Any] | None
+Result = tuple[int, Payload]
+
+
+@dataclass(slots=True)
+class Ctx:
+    request: web.Request
+    now: float
+    principal: Principal
+    base: str  # e.g. http://127.0.0.1:8765/v1.0
+    body: Any = None
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        return self.principal.identity_set()
+
+    def match(self, name: str) -> str:
+        return self.request.match_info[name]
+
+    @property
+    def include_unknown(self) -> bool:
+        prefer = self.request.headers.get("Prefer")
+        return prefer is not None and "include-unknown-enum-members" in prefer
+
+
+Handler = Callable[[Ctx], Result]
+
+
+class GraphEmulatorApp:
+    def __init__(self, config: EmulatorConfig | None = None) -> None:
+        self.config = config or EmulatorConfig()
+        self.clock = Clock(start=self.config.start_time, scale=self.config.clock_scale)
+        self.state = EmulatorState(self.config, self.clock.now())
+        self.tokens = TokenCache()
+        self.calls: deque[dict[str, Any]] = deque(maxlen=self.config.call_log_size)
+        self.call_seq = 0
+        self.app = web.Application(middlewares=[self._not_found_middleware], client_max_size=64 * 1024 * 1024)
+        self._register_graph_routes()
+        self._register_admin_routes()
+
+    # ---- plumbing ----------------------------------------------------------------------------------------------
+    @web.middleware
+    async def _not_found_middleware(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except (web.HTTPNotFound, web.HTTPMethodNotAllowed) as exc:
+            path = request.path
+            if not path.startswith(PREFIXES):
+                raise
+            t0 = time.perf_counter()
+            rid = str(uuid.uuid4())
+            crid = request.headers.get("client-request-id") or rid
+            segment = path.rstrip("/").rsplit("/", 1)[-1]
+            if isinstance(exc, web.HTTPMethodNotAllowed):
+                err = GraphError(405, "Request_BadRequest", f"The {request.method} method is not allowed on {path}.")
+            else:
+                err = GraphError(400, "BadRequest", f"Resource not found for the segment '{segment}'.")
+            resp = self._error_response(err, rid, crid)
+            self._log(request, "unknown", resp.status, 0, resp.content_length or 0, rid, crid, t0, "")
+            return resp
+
+    def _error_response(self, err: GraphError, rid: str, crid: str) -> web.Response:
+        body = {
+            "error": {
+                "code": err.code,
+                "message": err.message,
+                "innerError": {
+                    "date": iso(time.time()).split(".")[0].rstrip("Z") + "Z",
+                    "request-id": rid,
+                    "client-request-id": crid,
+                },
+            }
+        }
+        headers = {"request-id": rid, "client-request-id": crid, "Content-Type": JSON_CT, **err.headers}
+        return web.Response(status=err.status, body=_dumps(body).encode(), headers=headers)
+
+    def _log(
+        self,
+        request: web.Request,
+        op: str,
+        status: int,
+        req_bytes: int,
+        resp_bytes: int,
+        rid: str,
+        crid: str,
+        t0: float,
+        fault: str,
+    ) -> None:
+        self.call_seq += 1
+        self.calls.append(
+            {
+                "seq": self.call_seq,
+                "time": iso(self.clock.now()),
+                "wallTime": time.time(),
+                "method": request.method,
+                "path": request.path,
+                "query": request.query_string,
+                "operation": op,
+                "status": status,
+                "requestBytes": req_bytes,
+                "responseBytes": resp_bytes,
+                "requestId": rid,
+                "clientRequestId": crid,
+                "durationMs": round((time.perf_counter() - t0) * 1000, 3),
+                "fault": fault,
+            }
+        )
+
+    def _wrap(self, op: str, perm: frozenset[str], fn: Handler, *, has_body: bool) -> Callable[..., Any]:
+        faults = self.state_faults
+        tokens = self.tokens
+
+        async def handler(request: web.Request) -> web.StreamResponse:
+            t0 = time.perf_counter()
+            rid = str(uuid.uuid4())
+            crid = request.headers.get("client-request-id") or rid
+            req_bytes = 0
+            fault_name = ""
+            try:
+                inj = faults().decide(request.method, _subpath(request.path), op)
+                if inj is not None:
+                    fault_name = inj.rule or "fault"
+                    if inj.delay:
+                        await asyncio.sleep(inj.delay)
+                    if inj.drop:
+                        transport = request.transport
+                        if transport is not None:
+                            transport.abort()
+                        self._log(request, op, 0, 0, 0, rid, crid, t0, fault_name)
+                        # The connection is gone; aiohttp discards whatever is returned here.
+                        return web.Response(status=503)
+                    if inj.status:
+                        headers = {}
+                        if inj.retry_after is not None:
+                            headers["Retry-After"] = str(max(0, round(inj.retry_after)))
+                        raise GraphError(inj.status, inj.code, inj.message, headers)
+                try:
+                    principal = tokens.principal(request.headers.get("Authorization"))
+                except TokenError as exc:
+                    raise GraphError(401, "InvalidAuthenticationToken", str(exc)) from exc
+                if not (principal.permissions & perm):
+                    raise GraphError(
+                        403,
+                        "Forbidden",
+                        "Missing role permissions on the request. API requires one of "
+                        f"'{', '.join(sorted(perm))}'. Roles on the request "
+                        f"'{', '.join(sorted(principal.permissions))}'.",
+                    )
+                body: Any = None
+                if has_body and request.body_exists:
+                    raw = await request.read()
+                    req_bytes = len(raw)
+                    if raw.strip():
+                        try:
+                            body = json.loads(raw)
+                        except (ValueError, UnicodeDecodeError) as exc:
+                            raise bad_request(
+                                "BadRequest",
+                                "Unable to read JSON request payload. Please ensure Content-Type header is set and "
+                                "payload is of valid JSON format.",
+                            ) from exc
+                now = self.clock.now()
+                self.state.settle(now)
+                prefix = "/beta" if request.path.startswith("/beta") else "/v1.0"
+                ctx = Ctx(request, now, principal, f"{request.scheme}://{request.host}{prefix}", body)
+                status, payload = fn(ctx)
+                headers = {"request-id": rid, "client-request-id": crid}
+                if payload is None:
+                    resp = web.Response(status=status, headers=headers)
+                else:
+                    headers["Content-Type"] = JSON_CT
+                    resp = web.Response(status=status, body=_dumps(payload).encode(), headers=headers)
+            except GraphError as err:
+                resp = self._error_response(err, rid, crid)
+            self._log(request, op, resp.status, req_bytes, resp.content_length or 0, rid, crid, t0, fault_name)
+            return resp
+
+        return handler
+
+    def state_faults(self) -> Any:
+        return self.state.faults
+
+    def _route(self, method: str, path: str, op: str, perm: frozenset[str], fn: Handler) -> None:
+        handler = self._wrap(op, perm, fn, has_body=method in ("POST", "PATCH", "PUT"))
+        for prefix in PREFIXES:
+            self.app.router.add_route(method, prefix + path, handler)
+
+    # ---- graph routes ------------------------------------------------------------------------------------------
+    def _register_graph_routes(self) -> None:
+        W, RD, S, C = auth.WRITE, auth.READ, auth.SEARCH, auth.CONFIG
+        r = self._route
+        r("POST", ODB, "createRestoreSession", W, self.create_session)
+        r("GET", ODB, "listRestoreSessions", RD, self.list_sessions)
+        r("GET", ODB + "/{sid}", "getRestoreSession", RD, self.get_session)
+        r("PATCH", ODB + "/{sid}", "updateRestoreSession", W, self.patch_session)
+        r("DELETE", ODB + "/{sid}", "deleteRestoreSession", W, self.delete_session)
+        r("POST", ODB + "/{sid}/activate", "activateRestoreSession", W, self.activate)
+        r("GET", R + "/restoreSessions", "listRestoreSessions", RD, self.list_sessions)
+        r("GET", R + "/restoreSessions/{sid}", "getRestoreSession", RD, self.get_session)
+        r("DELETE", R + "/restoreSessions/{sid}", "deleteRestoreSession", W, self.delete_session)
+        r("POST", R + "/restoreSessions/{sid}/activate", "activateRestoreSession", W, self.activate)
+        r("GET", ODB + "/{sid}/driveRestoreArtifacts", "listDriveRestoreArtifacts", RD, self.list_artifacts)
+        r("GET", ODB + "/{sid}/driveRestoreArtifacts/{aid}", "getDriveRestoreArtifact", RD, self.get_artifact)
+        r(
+            "GET",
+            ODB + "/{sid}/granularDriveRestoreArtifacts",
+            "listGranularDriveRestoreArtifacts",
+            RD,
+            self.list_granular,
+        )
+        bulk = ODB + "/{sid}/driveRestoreArtifactsBulkAdditionRequests"
+        r("POST", bulk, "createBulkAdditionRequest", W, self.create_bulk)
+        r("GET", bulk, "listBulkAdditionRequests", RD, self.list_bulk)
+        r("GET", bulk + "/{bid}", "getBulkAdditionRequest", RD, self.get_bulk)
+        r("DELETE", bulk + "/{bid}", "deleteBulkAdditionRequest", W, self.delete_bulk)
+        r("POST", R + "/restorePoints/search", "searchRestorePoints", S, self.search)
+        r("POST", R + "/restorePoints/microsoft.graph.search", "searchRestorePoints", S, self.search)
+        r("GET", R + "/restorePoints", "listRestorePoints", RD, self.list_points)
+        r("GET", R + "/restorePoints/{rpid}", "getRestorePoint", RD, self.get_point)
+        r("GET", R + "/driveProtectionUnits", "listDriveProtectionUnits", C, self.list_units)
+        r("GET", R + "/driveProtectionUnits/{puid}", "getDriveProtectionUnit", C, self.get_unit)
+        r("GET", R + "/protectionUnits", "listProtectionUnits", C, self.list_units)
+        r(
+            "GET",
+            R + "/protectionUnits/microsoft.graph.driveProtectionUnit",
+            "listDriveProtectionUnits",
+            C,
+            self.list_units,
+        )
+        r("GET", R + "/protectionUnits/{puid}", "getProtectionUnit", C, self.get_unit)
+        pol = R + "/oneDriveForBusinessProtectionPolicies"
+        r("GET", pol, "listProtectionPolicies", C, self.list_policies)
+        r("GET", pol + "/{pid}", "getProtectionPolicy", C, self.get_policy)
+        r("GET", pol + "/{pid}/driveProtectionUnits", "listDriveProtectionUnits", C, self.list_policy_units)
+        r("GET", R + "/protectionPolicies", "listProtectionPolicies", C, self.list_policies)
+        r("GET", R + "/protectionPolicies/{pid}", "getProtectionPolicy", C, self.get_policy)
+        r("POST", BS, "createBrowseSession", W, self.create_browse_session)
+        r("GET", BS, "listBrowseSessions", RD, self.list_browse_sessions)
+        r("GET", BS + "/{bsid}", "getBrowseSession", RD, self.get_browse_session)
+        r("GET", R + "/browseSessions", "listBrowseSessions", RD, self.list_browse_sessions)
+        r("GET", R + "/browseSessions/{bsid}", "getBrowseSession", RD, self.get_browse_session)
+        for base in (BS, R + "/browseSessions"):
+            r("POST", base + "/{bsid}/browse", "browse", W, self.browse)
+            r("GET", base + "/{bsid}/browse", "browse", W, self.browse)
+            r("GET", base + "/{bsid}/browse(nextFetchToken='{token}')", "browse", W, self.browse)
+
+    # ---- helpers -----------------------------------------------------------------------------------------------
+    def _top(self, ctx: Ctx, default: int | None = None) -> int:
+        raw = ctx.request.query.get("$top")
+        if raw is None:
+            return default or self.config.default_page_size
+        try:
+            top = int(raw)
+        except ValueError as exc:
+            raise bad_request("BadRequest", f"Invalid value '{raw}' for $top.") from exc
+        if top < 0:
+            raise bad_request("BadRequest", f"Invalid value '{raw}' for $top.")
+        return min(top, self.config.max_page_size)
+
+    def _skip(self, ctx: Ctx) -> int:
+        raw = ctx.request.query.get("$skiptoken")
+        if raw is None:
+            return 0
+        parts = decode_token(raw, 2)
+        if parts[0] != "o" or not parts[1].isdigit():
+            raise bad_request("BadRequest", "The $skiptoken is not valid.")
+        return int(parts[1])
+
+    @staticmethod
+    def _next_link(ctx: Ctx, token: str, extra: dict[str, str] | None = None) -> str:
+        query = dict(ctx.request.query)
+        query.pop("$skiptoken", None)
+        if extra:
+            query.update(extra)
+        query["$skiptoken"] = token
+        qs = "&".join(f"{k}={_quote(v)}" for k, v in query.items())
+        return f"{ctx.base}{_subpath(ctx.request.path)}?{qs}"
+
+    def _collection(self, ctx: Ctx, context: str, items: list[dict[str, Any]], next_offset: int | None) -> Result:
+        body: dict[str, Any] = {"@odata.context": f"{ctx.base}/$metadata#{context}"}
+        if next_offset is not None:
+            body["@odata.nextLink"] = self._next_link(ctx, encode_token("o", next_offset))
+        body["value"] = items
+        return 200, body
+
+    # ---- restore sessions --------------------------------------------------------------------------------------
+    def _session_entity(self, ctx: Ctx, s: Any, context: str) -> dict[str, Any]:
+        body = {"@odata.context": f"{ctx.base}/$metadata#{context}"}
+        body.update(self.state.session_json(s, ctx.now, ctx.include_unknown))
+        return body
+
+    def create_session(self, ctx: Ctx) -> Result:
+        s = self.state.create_session(ctx.body, ctx.identity, ctx.now)
+        return 201, self._session_entity(ctx, s, "solutions/backupRestore/oneDriveForBusinessRestoreSessions/$entity")
+
+    def list_sessions(self, ctx: Ctx) -> Result:
+        offset, top = self._skip(ctx), self._top(ctx)
+        sessions, nxt = self.state.page_sessions(offset, top)
+        status_filter = _eq_filter(ctx.request.query.get("$filter"), "status")
+        inc = ctx.include_unknown
+        items = [self.state.session_json(s, ctx.now, inc) for s in sessions]
+        if status_filter is not None:
+            items = [i for i in items if i["status"] == status_filter]
+        path = _subpath(ctx.request.path)
+        name = "restoreSessions" if path.endswith("/restoreSessions") else "oneDriveForBusinessRestoreSessions"
+        return self._collection(ctx, f"solutions/backupRestore/{name}", items, nxt)
+
+    def get_session(self, ctx: Ctx) -> Result:
+        s = self.state.get_session(ctx.match("sid"))
+        path = _subpath(ctx.request.path)
+        name = "restoreSessions" if "/restoreSessions/" in path else "oneDriveForBusinessRestoreSessions"
+        return 200, self._session_entity(ctx, s, f"solutions/backupRestore/{name}/$entity")
+
+    def patch_session(self, ctx: Ctx) -> Result:
+        sid = ctx.match("sid")
+        body = self.state.patch_session(sid, ctx.body, ctx.identity, ctx.now)
+        return 200, body
+
+    def delete_session(self, ctx: Ctx) -> Result:
+        self.state.delete_session(ctx.match("sid"))
+        return 204, None
+
+    def activate(self, ctx: Ctx) -> Result:
+        s = self.state.activate(ctx.match("sid"), ctx.identity, ctx.now)
+        return 200, self._session_entity(ctx, s, "microsoft.graph.restoreSessionBase")
+
+    def list_artifacts(self, ctx: Ctx) -> Result:
+        s = self.state.get_session(ctx.match("sid"))
+        offset, top = self._skip(ctx), self._top(ctx)
+        status_filter = _eq_filter(ctx.request.query.get("$filter"), "status")
+        arts = [a for a in s.artifacts.values() if a.kind == "drive"]
+        if status_filter is not None:
+            arts = [a for a in arts if a.status(ctx.now) == status_filter]
+        page = arts[offset : offset + top]
+        nxt = offset + top if offset + top < len(arts) else None
+        items = [self.state.artifact_json(a, ctx.now) for a in page]
+        ctx_name = f"solutions/backupRestore/oneDriveForBusinessRestoreSessions('{s.id}')/driveRestoreArtifacts"
+        return self._collection(ctx, ctx_name, items, nxt)
+
+    def get_artifact(self, ctx: Ctx) -> Result:
+        s = self.state.get_session(ctx.match("sid"))
+        art = s.artifacts.get(ctx.match("aid"))
+        if art is None or art.kind != "drive":
+            raise GraphError(404, "ArtifactNotFound", f"Restore artifact '{ctx.match('aid')}' was not found.")
+        body = {"@odata.context": f"{ctx.base}/$metadata#driveRestoreArtifact/$entity"}
+        body.update(self.state.artifact_json(art, ctx.now))
+        return 200, body
+
+    def list_granular(self, ctx: Ctx) -> Result:
+        s = self.state.get_session(ctx.match("sid"))
+        offset, top = self._skip(ctx), self._top(ctx)
+        arts = [a for a in s.artifacts.values() if a.kind == "granular"]
+        page = arts[offset : offset + top]
+        nxt = offset + top if offset + top < len(arts) else None
+        items = [self.state.artifact_json(a, ctx.now) for a in page]
+        ctx_name = f"solutions/backupRestore/oneDriveForBusinessRestoreSessions('{s.id}')/granularDriveRestoreArtifacts"
+        return self._collection(ctx, ctx_name, items, nxt)
+
+    # ---- bulk ----------------------------------------------------------------------------------------------------
+    def create_bulk(self, ctx: Ctx) -> Result:
+        b = self.state.create_bulk(ctx.match("sid"), ctx.body, ctx.identity, ctx.now)
+        body = {"@odata.context": f"{ctx.base}/$metadata#driveRestoreArtifactsBulkAdditionRequest/$entity"}
+        body.update(self.state.bulk_json(b))
+        return 201, body
+
+    def list_bulk(self, ctx: Ctx) -> Result:
+        s = self.state.get_session(ctx.match("sid"))
+        items = [self.state.bulk_json(b) for b in s.bulk.values()]
+        return self._collection(ctx, "driveRestoreArtifactsBulkAdditionRequests", items, None)
+
+    def get_bulk(self, ctx: Ctx) -> Result:
+        b = self.state.get_bulk(ctx.match("sid"), ctx.match("bid"))
+        body = {"@odata.context": f"{ctx.base}/$metadata#driveRestoreArtifactsBulkAdditionRequest/$entity"}
+        body.update(self.state.bulk_json(b))
+        return 200, body
+
+    def delete_bulk(self, ctx: Ctx) -> Result:
+        self.state.delete_bulk(ctx.match("sid"), ctx.match("bid"))
+        return 204, None
+
+    # ---- restore points --------------------------------------------------------------------------------------------
+    def search(self, ctx: Ctx) -> Result:
+        body = ctx.body
+        if not isinstance(body, dict):
+            raise bad_request("InvalidSearchRequest", "The request body must be a JSON object.")
+        ids = body.get("protectionUnitIds")
+        if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+            raise bad_request("InvalidSearchRequest", "protectionUnitIds is required.")
+        limit = self.config.max_search_units
+        if len(ids) > limit:
+            raise bad_request(
+                "InvalidSearchRequest", f"A maximum of {limit} protection units can be searched in a single request."
+            )
+        start, end = time_period(body.get("protectionTimePeriod"), "InvalidSearchRequest", required=True)
+        pref = body.get("restorePointPreference") or "latest"
+        if pref not in ("latest", "oldest"):
+            raise bad_request("InvalidSearchRequest", f"restorePointPreference '{pref}' is not valid.")
+        tags = body.get("tags") or "none"
+        if tags not in ("none", "fastRestore"):
+            raise bad_request("InvalidSearchRequest", f"tags '{tags}' is not valid.")
+        if body.get("artifactQuery") is not None:
+            raise bad_request("InvalidSearchRequest", "artifactQuery is supported for Exchange (message) only.")
+        tenant = self.state.tenant
+        results = []
+        none_ids = []
+        for puid in ids:
+            drive = tenant.by_id.get(puid.lower())
+            # Guess: unknown (but well-formed) protection unit ids are reported in noResultProtectionUnitIds.
+            if drive is None and not is_guid(puid):
+                raise bad_request("InvalidProtectionUnitId", f"The protection unit id '{puid}' is not valid.")
+            ref = (
+                tenant.pick_point(
+                    drive, start, end, latest=pref == "latest", fast_only=tags == "fastRestore", now=ctx.now
+                )
+                if drive is not None
+                else None
+            )
+            if ref is None:
+                none_ids.append(puid)
+            else:
+                results.append({"restorePoint": tenant.point_json(ref)})
+        rid = encode_token("search", uuid.uuid4().hex)
+        return 200, {
+            "@odata.context": f"{ctx.base}/$metadata#microsoft.graph.restorePointSearchResponse",
+            "searchResponseId": rid,
+            "searchResults": results,
+            "noResultProtectionUnitIds": none_ids,
+        }
+
+    def list_points(self, ctx: Ctx) -> Result:
+        tenant = self.state.tenant
+        q = ctx.request.query
+        flt = q.get("$filter") or ""
+        if len(flt) > 2048:
+            raise bad_request("FilterLengthExceeded", "The $filter expression is too long.")
+        expand = q.get("$expand") or ""
+        unit_id = None
+        m = re.search(r"protectionUnit\s*\(\s*\$filter\s*=\s*id\s+eq\s+'([^']*)'\s*\)", expand)
+        if m:
+            unit_id = m.group(1)
+        m2 = re.search(r"protectionUnit/id\s+eq\s+'([^']*)'", flt)
+        if m2:
+            unit_id = m2.group(1)
+        bounds = _time_filter(flt)
+        drive_filter: Drive | None = None
+        if unit_id is not None:
+            drive_filter = tenant.by_id.get(unit_id.lower())
+            if drive_filter is None:
+                raise bad_request("InvalidProtectionUnitId", f"The protection unit id '{unit_id}' is not valid.")
+        top = self._top(ctx)
+        raw = q.get("$skiptoken")
+        d_idx, slot = (drive_filter.index if drive_filter else 0), 0
+        if raw:
+            parts = decode_token(raw, 3)
+            if parts[0] != "rp":
+                raise bad_request("BadRequest", "The $skiptoken is not valid.")
+            d_idx, slot = int(parts[1]), int(parts[2])
+        items: list[dict[str, Any]] = []
+        nxt: tuple[int, int] | None = None
+        last_drive = drive_filter.index if drive_filter else tenant.drive_count - 1
+        while d_idx <= last_drive and nxt is None:
+            drive = tenant.drives[d_idx]
+            if drive.protected:
+                lo, hi = tenant.slot_range(bounds[0], bounds[1], start_exclusive=bounds[2], end_exclusive=bounds[3])
+                k = max(slot, lo)
+                while k < hi:
+                    if len(items) >= top:
+                        nxt = (d_idx, k)
+                        break
+                    ref = tenant.point(d_idx, k)
+                    k += 1
+                    if not tenant.is_expired(ref, ctx.now):
+                        items.append(tenant.point_json(ref, expand_unit=True))
+            d_idx += 1
+            slot = 0
+        body: dict[str, Any] = {"@odata.context": f"{ctx.base}/$metadata#solutions/backupRestore/restorePoints"}
+        if nxt is not None:
+            body["@odata.nextLink"] = self._next_link(ctx, encode_token("rp", nxt[0], nxt[1]))
+        body["value"] = items
+        return 200, body
+
+    def get_point(self, ctx: Ctx) -> Result:
+        rpid = ctx.match("rpid")
+        ref = self.state.tenant.resolve_point(rpid)
+        if ref is None or self.state.tenant.is_expired(ref, ctx.now):
+            raise GraphError(404, "RestorePointNotFound", f"Restore point '{rpid}' was not found.")
+        body = {"@odata.context": f"{ctx.base}/$metadata#solutions/backupRestore/restorePoints/$entity"}
+        body.update(self.state.tenant.point_json(ref))
+        return 200, body
+
+    # ---- protection units and policies ---------------------------------------------------------------------------
+    def _units_page(self, ctx: Ctx, context: str) -> Result:
+        tenant = self.state.tenant
+        offset, top = self._skip(ctx), self._top(ctx)
+        drives: list[Drive] | None = None
+        flt = ctx.request.query.get("$filter")
+        if flt:
+            drives = _unit_filter(tenant, flt)
+        source = drives if drives is not None else tenant.drives
+        page = source[offset : offset + top]
+        nxt = offset + top if offset + top < len(source) else None
+        return self._collection(ctx, context, [tenant.drive_json(d) for d in page], nxt)
+
+    def list_units(self, ctx: Ctx) -> Result:
+        return self._units_page(ctx, "solutions/backupRestore/driveProtectionUnits")
+
+    def get_unit(self, ctx: Ctx) -> Result:
+        puid = ctx.match("puid")
+        if not is_guid(puid):
+            raise bad_request("InvalidProtectionUnitId", f"The protection unit id '{puid}' is not valid.")
+        drive = self.state.tenant.by_id.get(puid.lower())
+        if drive is None:
+            raise GraphError(404, "ProtectionUnitNotFound", f"Protection unit '{puid}' was not found.")
+        body = {"@odata.context": f"{ctx.base}/$metadata#solutions/backupRestore/protectionUnits/$entity"}
+        body.update(self.state.tenant.drive_json(drive))
+        return 200, body
+
+    def _policy(self, pid: str) -> None:
+        if not is_guid(pid):
+            raise bad_request("InvalidPolicyId", f"The policy id '{pid}' is not valid.")
+        if pid.lower() != self.state.tenant.policy_id:
+            raise GraphError(404, "PolicyNotFound", f"Protection policy '{pid}' was not found.")
+
+    def list_policies(self, ctx: Ctx) -> Result:
+        return self._collection(
+            ctx,
+            "solutions/backupRestore/oneDriveForBusinessProtectionPolicies",
+            [self.state.tenant.policy_json()],
+            None,
+        )
+
+    def get_policy(self, ctx: Ctx) -> Result:
+        self._policy(ctx.match("pid"))
+        body = {"@odata.context": f"{ctx.base}/$metadata#solutions/backupRestore/protectionPolicies/$entity"}
+        body.update(self.state.tenant.policy_json())
+        return 200, body
+
+    def list_policy_units(self, ctx: Ctx) -> Result:
+        self._policy(ctx.match("pid"))
+        return self._units_page(ctx, "driveProtectionUnits")
+
+    # ---- browse ------------------------------------------------------------------------------------------------
+    def create_browse_session(self, ctx: Ctx) -> Result:
+        bs = self.state.create_browse_session(ctx.body, ctx.identity, ctx.now)
+        body = {
+            "@odata.context": f"{ctx.base}/$metadata#solutions/backupRestore/oneDriveForBusinessBrowseSessions/$entity"
+        }
+        body.update(self.state.browse_session_json(bs, ctx.now))
+        return 201, body
+
+    def list_browse_sessions(self, ctx: Ctx) -> Result:
+        sessions = self.state.live_browse_sessions(ctx.now)
+        offset, top = self._skip(ctx), self._top(ctx)
+        page = sessions[offset : offset + top]
+        nxt = offset + top if offset + top < len(sessions) else None
+        items = [self.state.browse_session_json(b, ctx.now) for b in page]
+        return self._collection(ctx, "solutions/backupRestore/browseSessions", items, nxt)
+
+    def get_browse_session(self, ctx: Ctx) -> Result:
+        bs = self.state.get_browse_session(ctx.match("bsid"), ctx.now)
+        body = {"@odata.context": f"{ctx.base}/$metadata#solutions/backupRestore/browseSessions/$entity"}
+        body.update(self.state.browse_session_json(bs, ctx.now))
+        return 200, body
+
+    def browse(self, ctx: Ctx) -> Result:
+        bsid = ctx.match("bsid")
+        token = ctx.request.match_info.get("token") or ctx.request.query.get("$skiptoken")
+        cfg = self.config
+        if token:
+            parts = decode_token(token, 6)
+            if parts[0] != "b":
+                raise bad_request("BadRequest", "The browse continuation token is not valid.")
+            key, name_filter, order, offset, top = parts[1], parts[2], parts[3], int(parts[4]), int(parts[5])
+        else:
+            body = ctx.body if isinstance(ctx.body, dict) else {}
+            if ctx.request.method == "GET" and ctx.body is None:
+                body = {}
+            key = body.get("browseLocationItemKey") or ""
+            rtype = body.get("browseResourceType")
+            if rtype is not None and rtype not in ("none", "site", "documentLibrary", "folder", "unknownFutureValue"):
+                raise bad_request("BadRequest", f"browseResourceType '{rtype}' is not valid.")
+            order = body.get("orderBy") or ""
+            if order and order not in ("pathAsc", "pathDsc", "nameAsc", "nameDsc"):
+                raise bad_request("BadRequest", f"orderBy '{order}' is not valid.")
+            name_filter = ""
+            raw_filter = body.get("filter")
+            if raw_filter:
+                m = re.fullmatch(r"\s*\(?\s*name\s+-contains\s+'([^']*)'\s*\)?\s*", str(raw_filter))
+                if not m:
+                    raise bad_request("BadRequest", "Only filters of the form (name -contains 'x') are supported.")
+                name_filter = m.group(1)
+            offset = 0
+            top = cfg.browse_page_size
+            raw_top = ctx.request.query.get("$top")
+            if raw_top and raw_top.isdigit():
+                top = max(1, min(int(raw_top), cfg.max_page_size))
+        items, count, more = self.state.browse(bsid, key, name_filter, order, offset, top, ctx.now)
+        out: dict[str, Any] = {
+            "@odata.context": f"{ctx.base}/$metadata#Collection(microsoft.graph.browseQueryResponseItem)",
+            "@odata.count": count,
+        }
+        if more:
+            nxt_token = encode_token("b", key, name_filter, order, offset + top, top)
+            sub = _subpath(ctx.request.path)
+            base_path = sub.split("/browse", 1)[0]
+            out["@odata.nextLink"] = f"{ctx.base}{base_path}/browse?$skiptoken={nxt_token}"
+        out["value"] = items
+        return 200, out
+
+    # ---- admin -------------------------------------------------------------------------------------------------
+    def _register_admin_routes(self) -> None:
+        a = self.app.router.add_route
+        p = "/_emulator"
+        a("GET", p + "/health", self.admin_health)
+        a("POST", p + "/reset", self.admin_reset)
+        a("GET", p + "/config", self.admin_get_config)
+        a("PATCH", p + "/config", self.admin_patch_config)
+        a("GET", p + "/clock", self.admin_clock)
+        a("POST", p + "/clock/advance", self.admin_advance)
+        a("POST", p + "/clock/scale", self.admin_scale)
+        a("GET", p + "/faults", self.admin_get_faults)
+        a("PUT", p + "/faults", self.admin_put_faults)
+        a("POST", p + "/faults", self.admin_add_faults)
+        a("DELETE", p + "/faults", self.admin_clear_faults)
+        a("POST", p + "/faults/fail-next", self.admin_fail_next)
+        a("GET", p + "/state", self.admin_state)
+        a("GET", p + "/samples", self.admin_samples)
+        a("POST", p + "/restore-points/expire", self.admin_expire)
+        a("GET", p + "/calls", self.admin_calls)
+        a("DELETE", p + "/calls", self.admin_clear_calls)
+        a("POST", p + "/seed-sessions", self.admin_seed_sessions)
+
+    @staticmethod
+    async def _json_body(request: web.Request) -> dict[str, Any]:
+        if not request.body_exists:
+            return {}
+        raw = await request.read()
+        if not raw.strip():
+            return {}
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise web.HTTPBadRequest(text=f"invalid JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise web.HTTPBadRequest(text="expected a JSON object")
+        return data
+
+    @staticmethod
+    def _ok(data: Any, status: int = 200) -> web.Response:
+        return web.Response(status=status, body=_dumps(data).encode(), content_type="application/json")
+
+    async def admin_health(self, request: web.Request) -> web.Response:
+        return self._ok({"status": "ok", "now": iso(self.clock.now())})
+
+    def reset(self, overrides: dict[str, Any] | None = None) -> None:
+        """Drop all sessions, faults and calls; optionally change settings (seed, drives, cap, ...)."""
+        if overrides:
+            self.config.update(overrides)
+        self.clock = Clock(start=self.config.start_time, scale=self.config.clock_scale)
+        self.state = EmulatorState(self.config, self.clock.now())
+        self.calls = deque(maxlen=self.config.call_log_size)
+        self.call_seq = 0
+
+    async def admin_reset(self, request: web.Request) -> web.Response:
+        data = await self._json_body(request)
+        try:
+            self.reset(data)
+        except (ValueError, TypeError) as exc:
+            raise web.HTTPBadRequest(text=str(exc)) from exc
+        return self._ok({"config": self.config.as_dict(), "now": iso(self.clock.now())})
+
+    async def admin_get_config(self, request: web.Request) -> web.Response:
+        return self._ok(self.config.as_dict())
+
+    async def admin_patch_config(self, request: web.Request) -> web.Response:
+        data = await self._json_body(request)
+        frozen = {"seed", "drives", "unprotected_fraction", "expired_points_per_drive", "start_time"}
+        try:
+            for key in data:
+                if key in frozen:
+                    raise ValueError(f"{key} needs a reset (POST /_emulator/reset)")
+            self.config.update(data)
+        except (ValueError, TypeError) as exc:
+            raise web.HTTPBadRequest(text=str(exc)) from exc
+        if "clock_scale" in data or "clockScale" in data:
+            self.clock.set_scale(self.config.clock_scale)
+        return self._ok(self.config.as_dict())
+
+    def _clock_json(self) -> dict[str, Any]:
+        now = self.clock.now()
+        return {"now": iso(now), "epoch": now, "scale": self.clock.scale}
+
+    async def admin_clock(self, request: web.Request) -> web.Response:
+        return self._ok(self._clock_json())
+
+    async def admin_advance(self, request: web.Request) -> web.Response:
+        data = await self._json_body(request)
+        seconds = (
+            float(data.get("seconds", 0)) + 60 * float(data.get("minutes", 0)) + 3600 * float(data.get("hours", 0))
+        )
+        seconds += 86400 * float(data.get("days", 0))
+        try:
+            self.clock.advance(seconds)
+        except ValueError as exc:
+            raise web.HTTPBadRequest(text=str(exc)) from exc
+        self.state.settle(self.clock.now())
+        return self._ok(self._clock_json())
+
+    async def admin_scale(self, request: web.Request) -> web.Response:
+        data = await self._json_body(request)
+        try:
+            self.clock.set_scale(float(data["scale"]))
+        except (KeyError, ValueError) as exc:
+            raise web.HTTPBadRequest(text=str(exc)) from exc
+        self.config.clock_scale = self.clock.scale
+        return self._ok(self._clock_json())
+
+    async def admin_get_faults(self, request: web.Request) -> web.Response:
+        return self._ok(self.state.faults.as_json())
+
+    async def _set_faults(self, request: web.Request, replace: bool) -> web.Response:
+        data = await self._json_body(request)
+        try:
+            self.state.faults.configure(data, replace=replace)
+        except (ValueError, TypeError) as exc:
+            raise web.HTTPBadRequest(text=str(exc)) from exc
+        return self._ok(self.state.faults.as_json())
+
+    async def admin_put_faults(self, request: web.Request) -> web.Response:
+        return await self._set_faults(request, True)
+
+    async def admin_add_faults(self, request: web.Request) -> web.Response:
+        return await self._set_faults(request, False)
+
+    async def admin_clear_faults(self, request: web.Request) -> web.Response:
+        self.state.faults.reset()
+        return self._ok(self.state.faults.as_json())
+
+    async def admin_fail_next(self, request: web.Request) -> web.Response:
+        data = await self._json_body(request)
+        rule = {
+            "name": data.get("name") or f"fail-next-{data.get('operation') or data.get('path')}",
+            "method": data.get("method", "*"),
+            "path": data.get("path"),
+            "operation": data.get("operation"),
+            "failNext": {
+                "count": int(data.get("count", 1)),
+                "status": int(data.get("status", 503)),
+                "code": data.get("code"),
+                "message": data.get("message"),
+                "retryAfter": data.get("retryAfter"),
+            },
+        }
+        try:
+            self.state.faults.configure({"rules": [rule]}, replace=False)
+        except (ValueError, TypeError) as exc:
+            raise web.HTTPBadRequest(text=str(exc)) from exc
+        return self._ok(self.state.faults.as_json())
+
+    async def admin_state(self, request: web.Request) -> web.Response:
+        now = self.clock.now()
+        self.state.settle(now)
+        with_sessions = request.query.get("sessions", "1") not in ("0", "false")
+        return self._ok(self.state.dump(now, with_sessions=with_sessions))
+
+    async def admin_samples(self, request: web.Request) -> web.Response:
+        count = int(request.query.get("count", "5"))
+        now = self.clock.now()
+        tenant = self.state.tenant
+        return self._ok(samples(tenant, count, now))
+
+    async def admin_expire(self, request: web.Request) -> web.Response:
+        data = await self._json_body(request)
+        ids = data.get("ids") or []
+        tenant = self.state.tenant
+        unknown = [i for i in ids if tenant.resolve_point(i) is None]
+        if unknown:
+            raise web.HTTPBadRequest(text=f"unknown restore point ids: {unknown}")
+        tenant.expired_ids.update(ids)
+        return self._ok({"expired": sorted(tenant.expired_ids)})
+
+    async def admin_calls(self, request: web.Request) -> web.Response:
+        since = int(request.query.get("since", "0"))
+        calls = [c for c in self.calls if c["seq"] > since]
+        return self._ok({"calls": calls, "lastSeq": self.call_seq})
+
+    async def admin_clear_calls(self, request: web.Request) -> web.Response:
+        self.calls.clear()
+        return self._ok({"calls": [], "lastSeq": self.call_seq})
+
+    async def admin_seed_sessions(self, request: web.Request) -> web.Response:
+        """Create draft sessions directly (for benchmarks): {"count": N, "artifacts": k}."""
+        data = await self._json_body(request)
+        count = int(data.get("count", 1))
+        per = int(data.get("artifacts", 1))
+        now = self.clock.now()
+        tenant = self.state.tenant
+        protected = [d for d in tenant.drives if d.protected]
+        if not protected:
+            raise web.HTTPBadRequest(text="no protected drives")
+        ids = []
+        ident = {"application": {"id": auth.DEFAULT_APP_ID, "displayName": "emulator-seed"}}
+        for i in range(count):
+            arts = [
+                {
+                    "restorePoint": {"id": tenant.point_id(protected[(i * per + j) % len(protected)].index, 1)},
+                    "destinationType": "new",
+                }
+                for j in range(min(per, len(protected)))
+            ]
+            ids.append(self.state.create_session({"driveRestoreArtifacts": arts}, ident, now).id)
+        return self._ok({"created": len(ids), "ids": ids})
+
+
+def samples(tenant: Tenant, count: int, now: float) -> dict[str, Any]:
+    protected = [d for d in tenant.drives if d.protected][:count]
+    unprotected = [d for d in tenant.drives if not d.protected][:count]
+
+    def unit(d: Drive) -> dict[str, Any]:
+        return {"id": d.id, "email": d.email, "directoryObjectId": d.directory_object_id, "webUrl": d.web_url}
+
+    def point(d: Drive, slot: int) -> dict[str, Any]:
+        ref = tenant.point(d.index, slot)
+        return {
+            "id": ref.id,
+            "protectionUnitId": d.id,
+            "protectionDateTime": iso(ref.time),
+            "tags": "fastRestore" if ref.fast else "none",
+            "expired": tenant.is_expired(ref, now),
+        }
+
+    return {
+        "drives": [unit(d) for d in protected],
+        "unprotectedDrives": [unit(d) for d in unprotected],
+        "restorePoints": [point(d, 1) for d in protected],
+        "fastRestorePoints": [point(d, 0) for d in protected],
+        "expiredRestorePoints": [point(d, tenant.live_slots) for d in protected]
+        if len(tenant.slot_times) > tenant.live_slots
+        else [],
+    }
+
+
+def _subpath(path: str) -> str:
+    if path.startswith("/v1.0"):
+        return path[5:]
+    if path.startswith("/beta"):
+        return path[5:]
+    return path
+
+
+def _quote(value: str) -> str:
+    from urllib.parse import quote
+
+    return quote(value, safe="()'=,$/:-_.~ ")
+
+
+def _eq_filter(flt: str | None, prop: str) -> str | None:
+    if not flt:
+        return None
+    m = re.fullmatch(rf"\s*{prop}\s+eq\s+'([^']*)'\s*", flt)
+    if not m:
+        raise bad_request("BadRequest", f"Unsupported $filter '{flt}'.")
+    return m.group(1)
+
+
+def _time_filter(flt: str) -> tuple[float | None, float | None, bool, bool]:
+    """protectionDateTime comparisons joined with 'and' -> (start, end, start_exclusive, end_exclusive)."""
+    start: float | None = None
+    end: float | None = None
+    s_ex = e_ex = False
+    for m in re.finditer(r"protectionDateTime\s+(lt|le|gt|ge)\s+'?([0-9T:\-.Z+]+)'?", flt):
+        op, raw = m.group(1), m.group(2)
+        try:
+            t = parse_iso(raw)
+        except ValueError as exc:
+            raise bad_request("BadRequest", f"Invalid date-time '{raw}' in $filter.") from exc
+        if op in ("lt", "le"):
+            end, e_ex = t, op == "lt"
+        else:
+            start, s_ex = t, op == "gt"
+    return start, end, s_ex, e_ex
+
+
+def _unit_filter(tenant: Tenant, flt: str) -> list[Drive]:
+    m = re.fullmatch(r"\s*(email|directoryObjectId|id|status)\s+eq\s+'([^']*)'\s*", flt)
+    if not m:
+        raise bad_request("BadRequest", f"Unsupported $filter '{flt}'.")
+    prop, value = m.group(1), m.group(2)
+    found: Drive | None
+    if prop == "email":
+        found = tenant.by_email.get(value.lower())
+    elif prop == "directoryObjectId":
+        found = tenant.by_directory_object.get(value.lower())
+    elif prop == "id":
+        found = tenant.by_id.get(value.lower())
+    else:
+        return [d for d in tenant.drives if ("protected" if d.protected else "unprotected") == value]
+    return [found] if found is not None else []
+
+
+def build_app(config: EmulatorConfig | None = None) -> GraphEmulatorApp:
+    return GraphEmulatorApp(config)

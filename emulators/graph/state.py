@@ -1,0 +1,950 @@
+"""Restore and browse sessions: the documented rules and the lazily computed lifecycle.
+
+Nothing here runs in the background.  Activation computes each artifact's transition times; statuses are
+derived from the clock when read, and a heap of completion times is settled before every request so the
+active-session count (for the cap) and the "drive being restored" index stay exact as the clock moves.
+"""
+
+from __future__ import annotations
+
+import base64
+import heapq
+import itertools
+import random
+import re
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from .clock import iso, parse_iso
+from .config import EmulatorConfig
+from .errors import GraphError, bad_request, is_guid
+from .faults import FaultInjector
+from .seed import BrowseTree, Drive, RestorePointRef, Tenant, hashed_uuid
+
+TERMINAL_ARTIFACT = ("succeeded", "failed")
+DESTINATIONS = ("new", "inPlace")
+ODB_SESSION_TYPE = "#microsoft.graph.oneDriveForBusinessRestoreSession"
+
+ARTIFACT_ERROR_MESSAGES = {
+    "ArtifactNotFound": "The artifact was not found.",
+    "InvalidRestoreTime": "The restore point time is invalid or beyond the retention period.",
+    "ArtifactCannotBeRestored": "The artifact cannot be restored (preservation lock or TenantDivestiture).",
+    "DuplicateArtifactRestoreRequest": (
+        "An ongoing Restore was found for the given restore artifact. Please wait till its completion and try again."
+    ),
+    "UnknownError": "An unknown error occurred while restoring the artifact.",
+}
+
+
+@dataclass(slots=True, eq=False)
+class Artifact:
+    id: str
+    session: Session
+    drive: Drive
+    created: float
+    destination: str = "new"
+    point: RestorePointRef | None = None
+    kind: str = "drive"  # drive | granular
+    browse_session_id: str = ""
+    item_key: str = ""
+    item_url: str = ""
+    restore_point_time: float = 0.0
+    error_code: str | None = None
+    t_sched: float = 0.0
+    t_start: float = 0.0
+    t_done: float = 0.0
+    done: bool = False
+    restored: tuple[str, str, str] | None = None
+
+    def status(self, now: float) -> str:
+        s = self.session
+        if s.activated_at is None:
+            return "added"
+        if self.done or now >= self.t_done:
+            return "failed" if self.error_code else "succeeded"
+        if now < self.t_sched:
+            return "scheduling"
+        if now < self.t_start:
+            return "scheduled"
+        return "inProgress"
+
+
+@dataclass(slots=True, eq=False)
+class BulkRequest:
+    id: str
+    session: Session
+    display_name: str
+    destination: str
+    start: float | None
+    end: float | None
+    preference: str
+    tags: str
+    drives: list[str]
+    directory_object_ids: list[str]
+    protection_unit_ids: list[str]
+    created: float
+    created_by: dict[str, Any]
+    modified: float
+    status: str = "active"
+    error: dict[str, Any] | None = None
+
+
+@dataclass(slots=True, eq=False)
+class Session:
+    id: str
+    seq: int
+    job_type: str
+    created: float
+    created_by: dict[str, Any]
+    modified: float
+    modified_by: dict[str, Any]
+    destination: str | None = None
+    artifacts: dict[str, Artifact] = field(default_factory=dict)
+    drive_indices: set[int] = field(default_factory=set)
+    point_ids: set[str] = field(default_factory=set)
+    bulk: dict[str, BulkRequest] = field(default_factory=dict)
+    activated_at: float | None = None
+    active_at: float = 0.0
+    terminal_at: float | None = None
+    completed: int = 0
+    failed: int = 0
+
+    def status(self, now: float) -> str:
+        if self.activated_at is None:
+            return "draft"
+        if self.terminal_at is not None and now >= self.terminal_at:
+            if self.failed == 0:
+                return "completed"
+            if self.completed == 0:
+                return "failed"
+            return "completedWithError"
+        if now < self.active_at:
+            return "activating"
+        return "active"
+
+
+@dataclass(slots=True, eq=False)
+class BrowseSession:
+    id: str
+    seq: int
+    point: RestorePointRef
+    created: float
+    ready_at: float
+    expires_at: float
+    created_by: dict[str, Any]
+    tree: BrowseTree | None = None
+
+    def status(self, now: float) -> str:
+        return "created" if now >= self.ready_at else "creating"
+
+
+def session_error_not_found(sid: str) -> GraphError:
+    return GraphError(404, "RestoreSessionNotFound", f"Restore session with id '{sid}' was not found.")
+
+
+def encode_token(*parts: object) -> str:
+    raw = "|".join(str(p) for p in parts).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def decode_token(token: str, n: int) -> list[str]:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise bad_request("BadRequest", "The $skiptoken is not valid.") from exc
+    parts = raw.split("|")
+    if len(parts) != n:
+        raise bad_request("BadRequest", "The $skiptoken is not valid.")
+    return parts
+
+
+class EmulatorState:
+    def __init__(self, config: EmulatorConfig, now: float) -> None:
+        self.config = config
+        self.tenant = Tenant(
+            seed=config.seed,
+            drive_count=config.drives,
+            anchor=now if config.start_time is None else config.start_time,
+            unprotected_fraction=config.unprotected_fraction,
+            expired_per_drive=config.expired_points_per_drive,
+        )
+        self.faults = FaultInjector(config.seed)
+        self.rng = random.Random(f"state:{config.seed}")
+        self.sessions: dict[str, Session] = {}
+        self.session_order: list[Session] = []
+        self.browse_sessions: dict[str, BrowseSession] = {}
+        self.browse_order: list[BrowseSession] = []
+        self.bulk_index: dict[str, BulkRequest] = {}
+        self.restoring: dict[int, Artifact] = {}  # drive index -> the artifact restoring it now
+        self.events: list[tuple[float, int, Artifact | Session]] = []
+        self._event_seq = itertools.count()
+        self._session_seq = itertools.count()
+        self.active_count = 0
+        self.max_active = 0
+        self.activations = 0
+        self.rejected_activations = 0
+
+    # ---- ids ---------------------------------------------------------------------------------------------
+    def new_guid(self) -> str:
+        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+
+    # ---- lifecycle -----------------------------------------------------------------------------------------
+    def settle(self, now: float) -> None:
+        events = self.events
+        while events and events[0][0] <= now:
+            t, _, obj = heapq.heappop(events)
+            if isinstance(obj, Session):
+                self._finish_session(obj, t)
+                continue
+            art = obj
+            art.done = True
+            s = art.session
+            if art.error_code:
+                s.failed += 1
+            else:
+                s.completed += 1
+            if self.restoring.get(art.drive.index) is art:
+                del self.restoring[art.drive.index]
+            if s.completed + s.failed >= len(s.artifacts):
+                self._finish_session(s, t)
+
+    def _finish_session(self, s: Session, t: float) -> None:
+        if s.terminal_at is not None:
+            return
+        s.terminal_at = max(t, s.active_at)
+        self.active_count -= 1
+
+    def activate(self, sid: str, principal_identity: dict[str, Any], now: float) -> Session:
+        s = self.get_session(sid)
+        if s.activated_at is not None:
+            raise GraphError(
+                403, "RestoreSessionActionNotAllowed", "Restore session can only be activated in Draft state"
+            )
+        if not s.artifacts and not s.bulk:
+            # Guess: Graph does not document activating an empty session; refuse it like an empty create.
+            raise bad_request("InvalidArtifactRequest", "The restore session has no artifacts to restore.")
+        if self.active_count >= self.config.active_cap:
+            self.rejected_activations += 1
+            raise GraphError(
+                500,
+                "TooManyActiveRestoreSessions",
+                f"Attempt to activate more than {self.config.active_cap} sessions simultaneously. "
+                "Temporary error: Too many active restore sessions.",
+            )
+        cfg = self.config
+        for bulk in s.bulk.values():
+            self._resolve_bulk(s, bulk, now)
+        s.activated_at = now
+        s.active_at = now + cfg.activating_seconds
+        s.modified = now
+        s.modified_by = principal_identity
+        self.active_count += 1
+        self.activations += 1
+        self.max_active = max(self.max_active, self.active_count)
+        t_sched = now + cfg.activating_seconds
+        t_start = t_sched + cfg.scheduled_seconds
+        jitter = cfg.in_progress_jitter_seconds
+        for art in s.artifacts.values():
+            art.t_sched = t_sched
+            point = art.point
+            code: str | None = None
+            if point is not None and self.tenant.is_expired(point, now):
+                code = "InvalidRestoreTime"
+            else:
+                owner = self.restoring.get(art.drive.index)
+                if owner is not None and owner.session is not s:
+                    code = "DuplicateArtifactRestoreRequest"
+            if code is not None:
+                art.error_code = code
+                art.t_start = art.t_done = t_sched
+            else:
+                art.error_code = self.faults.artifact_failure(art.drive.id)
+                art.t_start = t_start
+                art.t_done = t_start + cfg.in_progress_seconds + (self.rng.uniform(0, jitter) if jitter else 0.0)
+                self.restoring.setdefault(art.drive.index, art)
+                if art.error_code is None and art.kind == "drive":
+                    art.restored = self._restored_site(art)
+            heapq.heappush(self.events, (art.t_done, next(self._event_seq), art))
+        if not s.artifacts:
+            heapq.heappush(self.events, (s.active_at, next(self._event_seq), s))
+        return s
+
+    def _restored_site(self, art: Artifact) -> tuple[str, str, str]:
+        d = art.drive
+        if art.destination == "inPlace":
+            return d.site_id, d.display_name, d.web_url
+        n = d.restore_counter
+        d.restore_counter += 1
+        # Graph appends R<n> to the user's site name for restores to a new URL (R0, R1, ...).
+        name = f"{d.user_token}R{n}"
+        site_host = d.web_url.split("/personal/")[0]
+        return hashed_uuid("restored-site", self.tenant.seed, d.index, n), name, f"{site_host}/sites/{name}"
+
+    # ---- sessions --------------------------------------------------------------------------------------------
+    def get_session(self, sid: str) -> Session:
+        if not is_guid(sid):
+            raise bad_request("InvalidRestoreSessionId", f"The restore session id '{sid}' is not valid.")
+        s = self.sessions.get(sid.lower())
+        if s is None:
+            raise session_error_not_found(sid)
+        return s
+
+    def create_session(self, body: Any, identity: dict[str, Any], now: float) -> Session:
+        if body is None:
+            body = {}
+        if not isinstance(body, dict):
+            raise bad_request("BadRequest", "The request body must be a JSON object.")
+        drive_items = body.get("driveRestoreArtifacts")
+        granular_items = body.get("granularDriveRestoreArtifacts")
+        if drive_items is not None and granular_items is not None:
+            raise bad_request(
+                "InvalidArtifactRequest",
+                "driveRestoreArtifacts and granularDriveRestoreArtifacts cannot be combined in one request.",
+            )
+        job_type = "standard"
+        s = Session(
+            id=self.new_guid(),
+            seq=next(self._session_seq),
+            job_type=job_type,
+            created=now,
+            created_by=identity,
+            modified=now,
+            modified_by=identity,
+        )
+        if drive_items is not None:
+            arts = self._parse_drive_artifacts(s, drive_items, now, patch=False)
+            self._add(s, arts)
+        elif granular_items is not None:
+            s.job_type = "granular"
+            arts = self._parse_granular_artifacts(s, granular_items, now, patch=False)
+            self._add(s, arts)
+        # With no payload Graph creates an empty standard session.
+        self.sessions[s.id] = s
+        self.session_order.append(s)
+        return s
+
+    def _add(self, s: Session, arts: list[Artifact]) -> None:
+        for art in arts:
+            s.artifacts[art.id] = art
+            s.drive_indices.add(art.drive.index)
+            if art.point is not None:
+                s.point_ids.add(art.point.id)
+            if art.kind == "drive":
+                s.destination = art.destination
+
+    def _limit_checks(self, items: Any, *, patch: bool) -> list[Any]:
+        if items is None or not isinstance(items, list) or not items:
+            raise bad_request("InvalidArtifactRequest", "The restore artifacts list is empty or null.")
+        limit = self.config.max_artifacts_per_request
+        if len(items) > limit:
+            if patch:
+                raise bad_request(
+                    "RestoreArtifactsLimitBreached", f"Exceeded maximum artifacts limit of {limit} for single request"
+                )
+            raise GraphError(
+                413,
+                "RestoreArtifactsLimitBreached",
+                f"Request Exceeded maximum artifacts limit of {limit} for single request.",
+            )
+        return items
+
+    def _parse_drive_artifacts(self, s: Session, items: Any, now: float, *, patch: bool) -> list[Artifact]:
+        # Guess: the order of checks (limit, empty, destination, mix, restore point, duplicates) is ours.
+        items = self._limit_checks(items, patch=patch)
+        parsed: list[tuple[str, str]] = []
+        for item in items:
+            if not isinstance(item, dict):
+                raise bad_request("InvalidArtifactRequest", "Each restore artifact must be an object.")
+            dest = item.get("destinationType")
+            if dest not in DESTINATIONS:
+                raise bad_request("InvalidPathType", f"The destination type '{dest}' is not valid.")
+            parsed.append((dest, _restore_point_id(item.get("restorePoint"))))
+        dests = {d for d, _ in parsed}
+        if s.destination is not None:
+            dests.add(s.destination)
+        if len(dests) > 1:
+            raise bad_request(
+                "DifferentRestoreDestinationType",
+                "Restoring to both a new location and the same URL in a single restore session is not supported.",
+            )
+        refs: list[RestorePointRef] = []
+        for _, pid in parsed:
+            ref = self.tenant.resolve_point(pid) if pid else None
+            if ref is None:
+                raise bad_request("InvalidRestorePoint", f"The restore point '{pid}' is not valid.")
+            if self.tenant.is_expired(ref, now):
+                raise bad_request("InvalidRestorePoint", f"The restore point '{pid}' has expired.")
+            refs.append(ref)
+        # Guess: a duplicate is the same restore point or the same drive twice, in the list or already in the
+        # session (Graph documents DuplicateArtifactInList without saying what counts as a duplicate).
+        seen: set[int] = set(s.drive_indices)
+        for ref in refs:
+            if ref.drive.index in seen:
+                raise bad_request(
+                    "DuplicateArtifactInList",
+                    f"Duplicate artifact in the list: protection unit '{ref.drive.id}' appears more than once.",
+                )
+            seen.add(ref.drive.index)
+        out = []
+        for (dest, _), ref in zip(parsed, refs, strict=True):
+            out.append(
+                Artifact(
+                    id=self.new_guid(),
+                    session=s,
+                    drive=ref.drive,
+                    created=now,
+                    destination=dest,
+                    point=ref,
+                    restore_point_time=ref.time,
+                )
+            )
+        return out
+
+    def _parse_granular_artifacts(self, s: Session, items: Any, now: float, *, patch: bool) -> list[Artifact]:
+        items = self._limit_checks(items, patch=patch)
+        out: list[Artifact] = []
+        seen: set[str] = {a.item_key for a in s.artifacts.values()}
+        for item in items:
+            if not isinstance(item, dict):
+                raise bad_request("InvalidArtifactRequest", "Each restore artifact must be an object.")
+            bsid = item.get("browseSessionId")
+            key = item.get("itemKey") or item.get("id")
+            if not isinstance(bsid, str) or not isinstance(key, str) or not key:
+                raise bad_request("InvalidArtifactRequest", "browseSessionId and itemKey are required.")
+            bs = self.browse_sessions.get(bsid)
+            if bs is None or now >= bs.expires_at:
+                raise bad_request("InvalidArtifactRequest", f"The browse session '{bsid}' was not found.")
+            node = self._tree(bs).find(key)
+            if node is None:
+                raise bad_request("InvalidArtifactRequest", f"The item '{key}' was not found in the browse session.")
+            if key in seen:
+                raise bad_request("DuplicateArtifactInList", f"Duplicate artifact in the list: '{key}'.")
+            seen.add(key)
+            out.append(
+                Artifact(
+                    id=self.new_guid(),
+                    session=s,
+                    drive=bs.point.drive,
+                    created=now,
+                    kind="granular",
+                    point=bs.point,
+                    browse_session_id=bsid,
+                    item_key=key,
+                    item_url=node.web_url,
+                    restore_point_time=bs.point.time,
+                    destination="new",
+                )
+            )
+        return out
+
+    def patch_session(self, sid: str, body: Any, identity: dict[str, Any], now: float) -> dict[str, Any]:
+        s = self.get_session(sid)
+        if s.activated_at is not None:
+            raise GraphError(
+                403, "RestoreSessionActionNotAllowed", "Restore session can only be patched in Draft state"
+            )
+        if not isinstance(body, dict):
+            raise bad_request("InvalidPatchRequest", "The request body must be a JSON object.")
+        if s.job_type == "bulk" or s.bulk:
+            raise bad_request("InvalidPatchRequest", "Patch operations aren't supported for bulk restore sessions.")
+        drive_delta = body.get("driveRestoreArtifacts@delta")
+        granular_delta = body.get("granularDriveRestoreArtifacts@delta")
+        if (drive_delta is None) == (granular_delta is None):
+            raise bad_request(
+                "InvalidPatchRequest",
+                "The request must contain exactly one of driveRestoreArtifacts@delta or "
+                "granularDriveRestoreArtifacts@delta.",
+            )
+        granular = granular_delta is not None
+        delta = granular_delta if granular else drive_delta
+        if granular and s.job_type == "standard" and any(a.kind == "drive" for a in s.artifacts.values()):
+            raise bad_request("InvalidPatchRequest", "Drive and granular artifacts cannot be mixed in one session.")
+        if not granular and s.job_type == "granular":
+            raise bad_request("InvalidPatchRequest", "Drive and granular artifacts cannot be mixed in one session.")
+        items = self._limit_checks(delta, patch=True)
+        adds = [i for i in items if not (isinstance(i, dict) and "@removed" in i)]
+        removes = [i for i in items if isinstance(i, dict) and "@removed" in i]
+        arts: list[Artifact] = []
+        if adds:
+            if granular:
+                arts = self._parse_granular_artifacts(s, adds, now, patch=True)
+            else:
+                arts = self._parse_drive_artifacts(s, adds, now, patch=True)
+        value: list[dict[str, Any]] = []
+        for item in removes:
+            aid = item.get("id")
+            art = s.artifacts.get(aid) if isinstance(aid, str) else None
+            if art is None:
+                value.append(
+                    {
+                        "@contentId": self.new_guid(),
+                        "@Core.DataModificationException": {
+                            "info": {
+                                "code": "Invalid",
+                                "message": "The identifier to be removed from the restore session does not exist",
+                            },
+                            "failedOperation": "remove",
+                            "responseCode": 409,
+                        },
+                        "id": aid,
+                    }
+                )
+                continue
+            del s.artifacts[art.id]
+            s.drive_indices.discard(art.drive.index)
+            if art.point is not None:
+                s.point_ids.discard(art.point.id)
+            value.append({"@removed": {"reason": "deleted"}, "id": art.id})
+        if granular and arts:
+            s.job_type = "granular"
+        self._add(s, arts)
+        if not any(a.kind == "drive" for a in s.artifacts.values()):
+            s.destination = None
+        for art in arts:
+            value.append(self.artifact_json(art, now))
+        s.modified = now
+        s.modified_by = identity
+        return {"@context": "#$delta", "value": value}
+
+    def delete_session(self, sid: str) -> None:
+        s = self.get_session(sid)
+        if s.activated_at is not None:
+            raise GraphError(
+                403, "RestoreSessionActionNotAllowed", "Restore session can only be deleted in Draft state"
+            )
+        del self.sessions[s.id]
+        for bulk_id in s.bulk:
+            self.bulk_index.pop(bulk_id, None)
+
+    def page_sessions(self, offset: int, top: int) -> tuple[list[Session], int | None]:
+        out: list[Session] = []
+        order = self.session_order
+        i = offset
+        n = len(order)
+        while i < n and len(out) < top:
+            s = order[i]
+            i += 1
+            if s.id in self.sessions:
+                out.append(s)
+        if i < n and len(out) >= top:
+            return out, i
+        if len(order) > 2 * len(self.sessions) + 1000:
+            self.session_order = [s for s in order if s.id in self.sessions]
+        return out, None
+
+    # ---- bulk -----------------------------------------------------------------------------------------------
+    def create_bulk(self, sid: str, body: Any, identity: dict[str, Any], now: float) -> BulkRequest:
+        s = self.get_session(sid)
+        if s.activated_at is not None:
+            raise GraphError(
+                403, "RestoreSessionActionNotAllowed", "Artifacts can only be added to a restore session in Draft state"
+            )
+        if not isinstance(body, dict):
+            raise bad_request("BulkRestoreInvalidCreateRequest", "The request body must be a JSON object.")
+        if s.bulk:
+            raise bad_request(
+                "BulkRestoreInvalidCreateRequest", "Only one bulk addition job can be processed per restore session."
+            )
+        if s.artifacts:
+            raise bad_request(
+                "BulkRestoreInvalidCreateRequest",
+                "Manual and bulk additions of artifacts cannot be mixed in one restore session.",
+            )
+        drives = body.get("drives") or []
+        dirs = body.get("directoryObjectIds") or []
+        pus = body.get("protectionUnitIds") or []
+        if not isinstance(drives, list) or not isinstance(dirs, list) or not isinstance(pus, list):
+            raise bad_request("BulkRestoreInvalidCreateRequest", "drives and directoryObjectIds must be arrays.")
+        if not drives and not dirs and not pus:
+            raise bad_request(
+                "BulkRestoreInvalidCreateRequest", "At least one of drives or directoryObjectIds is required."
+            )
+        if len(drives) + len(dirs) + len(pus) > self.config.max_bulk_resources:
+            raise bad_request(
+                "BulkRestoreRestorationResourcesCountExceedsLimit",
+                f"The limit for the number of sites or users in a bulk request is {self.config.max_bulk_resources}.",
+            )
+        for email in drives:
+            if not isinstance(email, str) or not re.match(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", email):
+                raise bad_request("BulkRestoreInvalidCreateRequestUserEmail", f"The user email '{email}' is not valid.")
+        for did in dirs:
+            if not is_guid(did):
+                raise bad_request("BulkRestoreInvalidCreateRequest", f"The directory object id '{did}' is not valid.")
+        dest = body.get("destinationType", "new")
+        if dest not in DESTINATIONS:
+            raise bad_request("InvalidPathType", f"The destination type '{dest}' is not valid.")
+        start, end = _time_period(body.get("protectionTimePeriod"), "BulkRestoreInvalidCreateRequest", required=False)
+        pref = body.get("restorePointPreference") or "latest"
+        if pref not in ("latest", "oldest"):
+            raise bad_request("BulkRestoreInvalidCreateRequest", f"restorePointPreference '{pref}' is not valid.")
+        tags = body.get("tags") or "none"
+        if tags not in ("none", "fastRestore"):
+            raise bad_request("BulkRestoreInvalidCreateRequest", f"tags '{tags}' is not valid.")
+        bulk = BulkRequest(
+            id=self.new_guid(),
+            session=s,
+            display_name=str(body.get("displayName") or ""),
+            destination=dest,
+            start=start,
+            end=end,
+            preference=pref,
+            tags=tags,
+            drives=list(drives),
+            directory_object_ids=list(dirs),
+            protection_unit_ids=list(pus),
+            created=now,
+            created_by=identity,
+            modified=now,
+        )
+        s.bulk[bulk.id] = bulk
+        s.job_type = "bulk"
+        self.bulk_index[bulk.id] = bulk
+        return bulk
+
+    def _resolve_bulk(self, s: Session, bulk: BulkRequest, now: float) -> None:
+        tenant = self.tenant
+        failures: list[str] = []
+        targets: list[Drive] = []
+        for email in bulk.drives:
+            d = tenant.by_email.get(email.lower())
+            if d is None:
+                failures.append(email)
+            else:
+                targets.append(d)
+        for did in bulk.directory_object_ids:
+            d = tenant.by_directory_object.get(did.lower())
+            if d is None:
+                failures.append(did)
+            else:
+                targets.append(d)
+        arts: list[Artifact] = []
+        for d in targets:
+            if d.index in s.drive_indices:
+                continue
+            ref = tenant.pick_point(
+                d,
+                bulk.start,
+                bulk.end,
+                latest=bulk.preference == "latest",
+                fast_only=bulk.tags == "fastRestore",
+                now=now,
+            )
+            if ref is None:
+                failures.append(d.email)
+                continue
+            art = Artifact(
+                id=self.new_guid(),
+                session=s,
+                drive=d,
+                created=now,
+                destination=bulk.destination,
+                point=ref,
+                restore_point_time=ref.time,
+            )
+            arts.append(art)
+            s.drive_indices.add(d.index)
+        for art in arts:
+            s.artifacts[art.id] = art
+        s.destination = bulk.destination
+        bulk.modified = now
+        if failures:
+            bulk.status = "completedWithErrors"
+            bulk.error = {
+                "code": "BulkRestoreResourceResolutionFailed",
+                "message": f"{len(failures)} resources could not be resolved: {', '.join(failures[:20])}",
+            }
+        else:
+            bulk.status = "completed"
+
+    def get_bulk(self, sid: str, bulk_id: str) -> BulkRequest:
+        s = self.get_session(sid)
+        bulk = s.bulk.get(bulk_id)
+        if bulk is None:
+            raise GraphError(404, "BulkRestoreArtifactsNotFound", f"Bulk request '{bulk_id}' was not found.")
+        return bulk
+
+    def delete_bulk(self, sid: str, bulk_id: str) -> None:
+        bulk = self.get_bulk(sid, bulk_id)
+        if bulk.status not in ("completed", "completedWithErrors"):
+            raise GraphError(
+                403,
+                "InvalidStateForBulkRequestDeletion",
+                "A bulk request can be deleted only when it is completed or completedWithErrors.",
+            )
+        del bulk.session.bulk[bulk.id]
+        self.bulk_index.pop(bulk.id, None)
+
+    # ---- browse ---------------------------------------------------------------------------------------------
+    def create_browse_session(self, body: Any, identity: dict[str, Any], now: float) -> BrowseSession:
+        if not isinstance(body, dict):
+            raise bad_request("BadRequest", "The request body must be a JSON object.")
+        pid = body.get("restorePointId")
+        if not isinstance(pid, str) or not pid:
+            raise bad_request("InvalidRestorePoint", "restorePointId is required.")
+        ref = self.tenant.resolve_point(pid)
+        if ref is None:
+            raise bad_request("InvalidRestorePoint", f"The restore point '{pid}' is not valid.")
+        if self.tenant.is_expired(ref, now):
+            raise bad_request("InvalidRestorePoint", f"The restore point '{pid}' has expired.")
+        if not ref.fast:
+            # Guess: Graph says only fastRestore points can be browsed but not how it refuses others; we refuse
+            # at creation with 400 rather than creating a session that fails later.
+            raise bad_request(
+                "InvalidRestorePoint",
+                f"The restore point '{pid}' is not a fastRestore point. Only fastRestore points are supported to "
+                "create a browse session.",
+            )
+        cfg = self.config
+        raw = self.rng.getrandbits(192).to_bytes(24, "big")
+        bid = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        bs = BrowseSession(
+            id=bid,
+            seq=len(self.browse_order),
+            point=ref,
+            created=now,
+            ready_at=now + cfg.browse_creating_seconds,
+            expires_at=now + cfg.browse_ttl_seconds,
+            created_by=identity,
+        )
+        self.browse_sessions[bid] = bs
+        self.browse_order.append(bs)
+        return bs
+
+    def get_browse_session(self, bid: str, now: float) -> BrowseSession:
+        bs = self.browse_sessions.get(bid)
+        if bs is not None and now >= bs.expires_at:
+            # Browse sessions are deleted automatically at expirationDateTime.
+            del self.browse_sessions[bid]
+            bs = None
+        if bs is None:
+            # Guess: an expired (deleted) browse session answers 404 BrowseSessionNotFound for GET and browse.
+            raise GraphError(404, "BrowseSessionNotFound", f"Browse session with id '{bid}' was not found.")
+        return bs
+
+    def live_browse_sessions(self, now: float) -> list[BrowseSession]:
+        for bid in [k for k, v in self.browse_sessions.items() if now >= v.expires_at]:
+            del self.browse_sessions[bid]
+        self.browse_order = [b for b in self.browse_order if b.id in self.browse_sessions]
+        return self.browse_order
+
+    def _tree(self, bs: BrowseSession) -> BrowseTree:
+        if bs.tree is None:
+            bs.tree = BrowseTree(bs.point.id, bs.point.drive.web_url)
+        return bs.tree
+
+    def browse(
+        self, bid: str, key: str | None, name_filter: str | None, order: str | None, offset: int, top: int, now: float
+    ) -> tuple[list[dict[str, Any]], int, bool]:
+        bs = self.get_browse_session(bid, now)
+        if now < bs.ready_at:
+            # Guess: browsing a session that is still `creating` is refused with 400 BrowseSessionNotReady.
+            raise bad_request("BrowseSessionNotReady", f"Browse session '{bid}' is still being created.")
+        tree = self._tree(bs)
+        if not key:
+            nodes = [tree.root]
+        else:
+            node = tree.find(key)
+            if node is None:
+                raise bad_request("InvalidBrowseLocationItemKey", f"The item key '{key}' was not found.")
+            nodes = tree.children(node)
+        if name_filter:
+            needle = name_filter.lower()
+            nodes = [n for n in nodes if needle in n.name.lower()]
+        if order in ("nameAsc", "nameDsc"):
+            nodes = sorted(nodes, key=lambda n: n.name.lower(), reverse=order == "nameDsc")
+        elif order in ("pathAsc", "pathDsc"):
+            nodes = sorted(nodes, key=lambda n: n.web_url.lower(), reverse=order == "pathDsc")
+        page = nodes[offset : offset + top]
+        return [n.as_json() for n in page], len(nodes), offset + top < len(nodes)
+
+    # ---- JSON --------------------------------------------------------------------------------------------------
+    def session_json(self, s: Session, now: float, include_unknown: bool) -> dict[str, Any]:
+        status = s.status(now)
+        if status == "failed" and not include_unknown:
+            status = "unknownFutureValue"
+        total = len(s.artifacts)
+        active = s.activated_at is not None
+        return {
+            "@odata.type": ODB_SESSION_TYPE,
+            "id": s.id,
+            "status": status,
+            "restoreJobType": s.job_type,
+            "restoreSessionArtifactCount": {
+                "total": total,
+                "completed": s.completed,
+                "inProgress": total - s.completed - s.failed if active else 0,
+                "failed": s.failed,
+            },
+            "createdBy": s.created_by,
+            "createdDateTime": iso(s.created),
+            "lastModifiedBy": s.modified_by,
+            "lastModifiedDateTime": iso(s.modified),
+            "completedDateTime": iso(s.terminal_at) if s.terminal_at is not None and now >= s.terminal_at else None,
+            "error": None,
+        }
+
+    def artifact_json(self, a: Artifact, now: float) -> dict[str, Any]:
+        status = a.status(now)
+        started = a.session.activated_at is not None and now >= a.t_start
+        finished = status in TERMINAL_ARTIFACT
+        error = None
+        if finished and a.error_code:
+            error = {"code": a.error_code, "message": ARTIFACT_ERROR_MESSAGES.get(a.error_code, a.error_code)}
+        if a.kind == "granular":
+            return {
+                "@odata.type": "#microsoft.graph.granularDriveRestoreArtifact",
+                "id": a.item_key,
+                "browseSessionId": a.browse_session_id,
+                "status": status,
+                "webUrl": a.item_url,
+                "restorePointDateTime": iso(a.restore_point_time),
+                "startDateTime": iso(a.t_start) if started else "0001-01-01T00:00:00Z",
+                "completionDateTime": iso(a.t_done) if finished else "0001-01-01T00:00:00Z",
+                "directoryObjectId": a.drive.directory_object_id,
+                "restoredItemKey": None,
+                "restoredItemPath": None,
+                "restoredItemWebUrl": None,
+                "error": error,
+            }
+        # Guess: the restored site is reported once the artifact is in progress (Graph doesn't say when).
+        restored = a.restored if (a.restored is not None and started) else None
+        assert a.point is not None
+        return {
+            "@odata.type": "#microsoft.graph.driveRestoreArtifact",
+            "id": a.id,
+            "destinationType": a.destination,
+            "status": status,
+            "createdDateTime": iso(a.created),
+            "startDateTime": iso(a.t_start) if started else None,
+            "completionDateTime": iso(a.t_done) if finished else None,
+            "error": error,
+            "restoredSiteId": restored[0] if restored else None,
+            "restoredSiteName": restored[1] if restored else None,
+            "restoredSiteWebUrl": restored[2] if restored else None,
+            "restorePoint": self.tenant.point_json(a.point),
+        }
+
+    def bulk_json(self, b: BulkRequest) -> dict[str, Any]:
+        period = None
+        if b.start is not None or b.end is not None:
+            period = {
+                "startDateTime": iso(b.start) if b.start is not None else None,
+                "endDateTime": iso(b.end) if b.end is not None else None,
+            }
+        return {
+            "@odata.type": "#microsoft.graph.driveRestoreArtifactsBulkAdditionRequest",
+            "id": b.id,
+            "displayName": b.display_name,
+            "status": b.status,
+            "destinationType": b.destination,
+            "restorePointPreference": b.preference,
+            "tags": b.tags,
+            "protectionTimePeriod": period,
+            "protectionUnitIds": b.protection_unit_ids,
+            "drives": b.drives,
+            "directoryObjectIds": b.directory_object_ids,
+            "createdBy": b.created_by,
+            "createdDateTime": iso(b.created),
+            "lastModifiedBy": b.created_by,
+            "lastModifiedDateTime": iso(b.modified),
+            "error": b.error,
+        }
+
+    def browse_session_json(self, bs: BrowseSession, now: float) -> dict[str, Any]:
+        return {
+            "@odata.type": "#microsoft.graph.oneDriveForBusinessBrowseSession",
+            "id": bs.id,
+            "status": bs.status(now),
+            "createdDateTime": iso(bs.created),
+            "expirationDateTime": iso(bs.expires_at),
+            "restorePointDateTime": iso(bs.point.time),
+            "restorePointId": bs.point.id,
+            "backupSizeInBytes": str(BrowseTree.size_for(bs.point.id)),
+            "directoryObjectId": bs.point.drive.directory_object_id,
+            "error": None,
+        }
+
+    # ---- admin ----------------------------------------------------------------------------------------------
+    def dump(self, now: float, *, with_sessions: bool = True) -> dict[str, Any]:
+        counts: dict[str, int] = {}
+        sessions = []
+        for s in self.sessions.values():
+            st = s.status(now)
+            counts[st] = counts.get(st, 0) + 1
+            if with_sessions:
+                sessions.append(
+                    {
+                        "id": s.id,
+                        "status": st,
+                        "restoreJobType": s.job_type,
+                        "artifacts": len(s.artifacts),
+                        "completed": s.completed,
+                        "failed": s.failed,
+                        "createdDateTime": iso(s.created),
+                        "activatedDateTime": iso(s.activated_at) if s.activated_at is not None else None,
+                        "completedDateTime": iso(s.terminal_at)
+                        if s.terminal_at is not None and now >= s.terminal_at
+                        else None,
+                    }
+                )
+        out: dict[str, Any] = {
+            "now": iso(now),
+            "sessionCount": len(self.sessions),
+            "statusCounts": counts,
+            "activeCount": self.active_count,
+            "maxActiveObserved": self.max_active,
+            "activeCap": self.config.active_cap,
+            "activations": self.activations,
+            "rejectedActivations": self.rejected_activations,
+            "drivesBeingRestored": len(self.restoring),
+            "browseSessionCount": len(self.browse_sessions),
+            "bulkRequestCount": len(self.bulk_index),
+        }
+        if with_sessions:
+            out["sessions"] = sessions
+        return out
+
+
+def _restore_point_id(value: Any) -> str:
+    """The restore point id from ``{"id": ...}`` or ``{"@odata.id": ".../restorePoints/{id}"}``."""
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, dict):
+        return ""
+    rid = value.get("id")
+    if isinstance(rid, str) and rid:
+        return rid
+    ref = value.get("@odata.id")
+    if isinstance(ref, str) and ref:
+        tail = ref.rstrip("/").rsplit("/", 1)[-1]
+        m = re.match(r"^restorePoints\('?([^')]+)'?\)$", tail)
+        return m.group(1) if m else tail
+    return ""
+
+
+def _time_period(value: Any, code: str, *, required: bool) -> tuple[float | None, float | None]:
+    if value is None:
+        if required:
+            raise bad_request(code, "protectionTimePeriod is required.")
+        return None, None
+    if not isinstance(value, dict):
+        raise bad_request(code, "protectionTimePeriod must be an object.")
+    out: list[float | None] = []
+    for key in ("startDateTime", "endDateTime"):
+        raw = value.get(key)
+        if raw is None:
+            out.append(None)
+            continue
+        try:
+            out.append(parse_iso(str(raw)))
+        except ValueError as exc:
+            raise bad_request(code, f"protectionTimePeriod.{key} '{raw}' is not a valid date-time.") from exc
+    start, end = out
+    if start is not None and end is not None and start > end:
+        raise bad_request(code, "protectionTimePeriod.startDateTime must not be after endDateTime.")
+    return start, end
+
+
+def time_period(value: Any, code: str, *, required: bool) -> tuple[float | None, float | None]:
+    return _time_period(value, code, required=required)
