@@ -6,8 +6,18 @@ orchestrators never look at status codes.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
+
+_SECRETS = re.compile(
+    r"(?i)(SharedAccessKey|AccountKey|client_secret|sig|password|Authorization:\s*Bearer)(\s*[=:]\s*)([^;&\s\"']+)"
+)
+
+
+def redact(text: str) -> str:
+    """Remove anything that looks like a key, signature or token before text reaches logs or events."""
+    return _SECRETS.sub(lambda m: f"{m.group(1)}{m.group(2)}<redacted>", text)
 
 
 @dataclass(frozen=True)

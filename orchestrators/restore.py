@@ -29,7 +29,16 @@ from .contracts import (
     rejected_event,
     request_event,
 )
-from .errors import ARTIFACT_CODES, Contended, FieldError, GraphError, GraphRefused, Rejected, RetryLater
+from .errors import (
+    ARTIFACT_CODES,
+    Contended,
+    FieldError,
+    GraphError,
+    GraphRefused,
+    Rejected,
+    RetryLater,
+    redact,
+)
 from .ledger import CREATING, BatchRecord, Ledger, PayloadConflict
 from .messages import ATTEMPT_PROPERTY, ORIGINAL_MESSAGE_ID_PROPERTY, REQUEST_ID_PROPERTY, InboundMessage
 from .planner import SessionPlan, plan_sessions
@@ -82,6 +91,40 @@ class RestoreOrchestrator:
     # -- entry point -----------------------------------------------------------------------------
 
     async def handle(self, message: InboundMessage) -> Outcome:
+        """Settle one message; an unexpected failure is raised (-> abandon, redelivery) and, on the
+        last delivery before Service Bus dead-letters the message, reported as `restore.request.failed`."""
+        try:
+            return await self._handle(message)
+        except Exception as exc:
+            if message.delivery_count >= self.settings.max_delivery_count:
+                await self._report_last_delivery(message, exc)
+            raise
+
+    async def _report_last_delivery(self, message: InboundMessage, exc: Exception) -> None:
+        request_id = message.carried_request_id or message.message_id or "unknown"
+        try:
+            request_id = best_effort_request_id(decode_body(message.body)) or request_id
+        except Rejected:
+            pass
+        data = {
+            "requestId": request_id,
+            "attempts": message.attempt,
+            "deliveryCount": message.delivery_count,
+            "lastError": {"status": None, "code": "InternalError",
+                          "message": redact(f"{type(exc).__name__}: {exc}")[:1000], "graphRequestId": None},
+            "deadLettered": True,
+            "hint": "the message is being dead-lettered; resubmit it once the cause is fixed (the ledger "
+                    "keeps what was done, so nothing is created twice)",
+        }
+        event = CloudEvent(id=f"{request_id}:failed:{message.attempt}", type="restore.request.failed",
+                           subject=request_id, data=data, correlation_id=message.correlation_id or request_id,
+                           request_id=request_id)
+        try:
+            await self.publisher.publish([event])
+        except Exception:  # the publisher may be what is broken; the dead-letter queue still holds the message
+            log.exception("could not report the failure of request %s", request_id)
+
+    async def _handle(self, message: InboundMessage) -> Outcome:
         fallback_id = message.carried_request_id or message.message_id
         document: Any = None
         try:

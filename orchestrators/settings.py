@@ -73,6 +73,7 @@ class Settings:
     graph_timeout_seconds: float = 60.0
     reconcile_window_seconds: float = 900.0
     event_max_bytes: int = 240_000
+    max_delivery_count: int = 10
 
     @property
     def graph_host(self) -> str:
@@ -114,6 +115,7 @@ class Settings:
             graph_timeout_seconds=reader.number("GRAPH_TIMEOUT_SECONDS", 60.0, 1.0, 600.0),
             reconcile_window_seconds=reader.number("RECONCILE_WINDOW_SECONDS", 900.0, 60.0, 86_400.0),
             event_max_bytes=reader.integer("EVENT_MAX_BYTES", 240_000, 16_000, 100_000_000),
+            max_delivery_count=reader.integer("MESSAGE_MAX_DELIVERY_COUNT", 10, 1, 2000),
         )
         settings.validate_graph_credentials()
         return settings

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 import pytest
@@ -88,5 +89,42 @@ async def test_redelivery_after_a_crash_creates_no_second_session(unstarted_harn
         assert sorted(e["data"]["index"] for e in created) == [0, 1, 2]
         assert {e["data"]["sessionId"] for e in created} == {s["id"] for s in sessions}
         assert len(of_type(events, "restore.request.accepted")) == 1
+    finally:
+        await harness.stop()
+
+
+class UnreachableLedger(Ledger):
+    """Table storage is down for the whole test."""
+
+    async def open_request(self, request, plans):
+        raise ConnectionError("table storage unreachable (AccountKey=not-for-your-eyes)")
+
+
+async def test_a_request_that_fails_on_every_delivery_is_reported_before_it_is_dead_lettered(unstarted_harness):
+    from azure.servicebus import ServiceBusSubQueue
+
+    harness = unstarted_harness
+    parts = await Runtime.create(harness.settings)
+    parts.ledger = UnreachableLedger.from_connection_string(harness.settings.ledger_connection,
+                                                           harness.settings.ledger_table)
+    parts._closers.append(parts.ledger)
+    await harness.start(parts)
+    try:
+        points = harness.restore_points(1)
+        events = await harness.run({"requestId": "r-outage", "artifacts": [{"restorePointId": points[0]}]})
+        deliveries = [i for i in harness.host.invocations if i.function == "restore_requests"]
+        assert [i.delivery_count for i in deliveries] == list(range(1, 11))
+        assert {i.outcome for i in deliveries} == {"abandoned"}
+        [failed] = events
+        assert failed["type"] == "restore.request.failed" and failed["id"] == "r-outage:failed:1"
+        assert failed["data"]["deadLettered"] is True
+        assert "ConnectionError" in failed["data"]["lastError"]["message"]
+        assert "not-for-your-eyes" not in json.dumps(failed)
+        async with harness.client.get_queue_receiver("restore-requests", sub_queue=ServiceBusSubQueue.DEAD_LETTER,
+                                                     max_wait_time=2) as dlq:
+            [dead] = await dlq.receive_messages(max_message_count=5, max_wait_time=2)
+            assert dead.dead_letter_reason == "MaxDeliveryCountExceeded"
+            await dlq.complete_message(dead)
+        assert harness.graph_sessions() == []
     finally:
         await harness.stop()
