@@ -87,6 +87,7 @@ class RestoreOrchestrator:
         self.scheduler = scheduler
         self._rng = rng or random.Random()
         self.policy = ValidationPolicy(settings.max_artifacts_per_request, settings.allowed_destination_types)
+        self._graph_gate = asyncio.Semaphore(settings.graph_create_concurrency)
 
     # -- entry point -----------------------------------------------------------------------------
 
@@ -175,15 +176,22 @@ class RestoreOrchestrator:
     # -- creating sessions -----------------------------------------------------------------------
 
     async def _settle_all(self, request: RestoreRequest, batches: list[BatchRecord]) -> list[BatchRecord]:
-        """Create every batch not yet settled, a bounded number at a time."""
-        gate = asyncio.Semaphore(self.settings.graph_create_concurrency)
+        """Create every batch not yet settled.
+
+        Graph calls are bounded by GRAPH_CREATE_CONCURRENCY; ledger writes of other batches overlap with
+        them, and at most twice that many batches are in flight, so a crash leaves few rows `creating`.
+        """
+        self._graph_gate = asyncio.Semaphore(self.settings.graph_create_concurrency)
+        batch_gate = asyncio.Semaphore(2 * self.settings.graph_create_concurrency)
         known_sessions = {b.session_id for b in batches if b.session_id}
+        drafts = _DraftCache(self.graph, min((b.creating_since for b in batches
+                                              if b.state == CREATING and b.creating_since), default=None))
 
         async def settle(batch: BatchRecord) -> BatchRecord:
             if batch.settled:
                 return batch
-            async with gate:
-                return await self._settle(batch, known_sessions)
+            async with batch_gate:
+                return await self._settle(batch, known_sessions, drafts)
 
         results = await asyncio.gather(*(settle(b) for b in batches), return_exceptions=True)
         retries = [r for r in results if isinstance(r, RetryLater)]
@@ -199,17 +207,18 @@ class RestoreOrchestrator:
                              after=30.0)
         return [r for r in results if isinstance(r, BatchRecord)]
 
-    async def _settle(self, batch: BatchRecord, known_sessions: set[str]) -> BatchRecord:
+    async def _settle(self, batch: BatchRecord, known_sessions: set[str], drafts: _DraftCache) -> BatchRecord:
         if batch.state == CREATING:
-            adopted = await self._reconcile(batch, known_sessions)
+            adopted = await self._reconcile(batch, known_sessions, drafts)
             if adopted is not None:
                 return adopted
         points = batch.remaining_points
         batch = await self.ledger.mark_creating(batch)
         try:
-            created = await self.graph.create_restore_session(batch.destination_type, points)
+            async with self._graph_gate:
+                created = await self.graph.create_restore_session(batch.destination_type, points)
         except GraphRefused as refused:
-            return await self._isolate(batch, points, refused.error, known_sessions)
+            return await self._isolate(batch, points, refused.error, known_sessions, drafts)
         except RetryLater as retry:
             if not retry.outcome_unknown:
                 await self.ledger.mark_planned(batch)
@@ -218,19 +227,19 @@ class RestoreOrchestrator:
         return await self.ledger.mark_created(batch, created.session_id, created.status,
                                               created.created_date_time)
 
-    async def _reconcile(self, batch: BatchRecord, known_sessions: set[str]) -> BatchRecord | None:
+    async def _reconcile(self, batch: BatchRecord, known_sessions: set[str],
+                         drafts: _DraftCache) -> BatchRecord | None:
         """Adopt a draft session an earlier attempt created but could not record."""
-        since = (batch.creating_since or datetime.now(UTC)) - CLOCK_SKEW
         points = set(batch.remaining_points)
         app_id = getattr(self.graph, "application_id", None)
-        for draft in await self.graph.draft_sessions_since(since):
+        for draft in await drafts.sessions():
             if draft.session_id in known_sessions:
                 continue
             if draft.artifact_total is not None and draft.artifact_total != len(points):
                 continue
             if app_id and draft.application_id and draft.application_id != app_id:
                 continue
-            if await self.graph.session_restore_point_ids(draft.session_id) == points:
+            if await drafts.restore_point_ids(draft.session_id) == points:
                 known_sessions.add(draft.session_id)
                 log.warning("batch %d of %s: adopted draft session %s created by an earlier attempt",
                             batch.index, batch.request_id, draft.session_id)
@@ -239,12 +248,11 @@ class RestoreOrchestrator:
         return None
 
     async def _isolate(self, batch: BatchRecord, points: tuple[str, ...], error: GraphError,
-                       known_sessions: set[str]) -> BatchRecord:
+                       known_sessions: set[str], drafts: _DraftCache) -> BatchRecord:
         """Graph refused the batch: find the restore points to blame, and create the rest."""
         if (error.code not in ARTIFACT_CODES and error.status != 400) or len(points) == 0:
             return await self.ledger.mark_failed(batch, error.to_json(), self._blame(points, error.code))
-        checks = await _bounded(self.settings.graph_create_concurrency,
-                                [self.graph.check_restore_point(rp) for rp in points])
+        checks = await _bounded(self._graph_gate, [self.graph.check_restore_point(rp) for rp in points])
         bad = [{"restorePointId": c.restore_point_id, "code": c.reason or error.code} for c in checks
                if not c.usable]
         # Graph takes one restore point per OneDrive in a session: later points of the same drive go.
@@ -264,7 +272,7 @@ class RestoreOrchestrator:
         log.warning("batch %d of %s: %d restore points refused by Graph (%s); creating the other %d",
                     batch.index, batch.request_id, len(bad), error.code, len(points) - len(bad))
         batch = await self.ledger.exclude_points(batch, bad, error.to_json())
-        return await self._settle(batch, known_sessions)
+        return await self._settle(batch, known_sessions, drafts)
 
     @staticmethod
     def _blame(points: Sequence[str], code: str) -> list[dict[str, Any]]:
@@ -408,11 +416,32 @@ def _size(event: CloudEvent) -> int:
     return len(json.dumps(event.to_document(), separators=(",", ":")).encode())
 
 
-async def _bounded(limit: int, calls: list[Any]) -> list[Any]:
-    gate = asyncio.Semaphore(limit)
-
+async def _bounded(gate: asyncio.Semaphore, calls: list[Any]) -> list[Any]:
     async def run(call: Any) -> Any:
         async with gate:
             return await call
 
     return list(await asyncio.gather(*(run(c) for c in calls)))
+
+
+class _DraftCache:
+    """The app's recent draft sessions, listed once per invocation however many batches need them."""
+
+    def __init__(self, graph: Graph, since: datetime | None) -> None:
+        self._graph = graph
+        self._since = since
+        self._sessions: list[Any] | None = None
+        self._points: dict[str, set[str]] = {}
+        self._lock = asyncio.Lock()
+
+    async def sessions(self) -> list[Any]:
+        async with self._lock:
+            if self._sessions is None:
+                since = (self._since or datetime.now(UTC)) - CLOCK_SKEW
+                self._sessions = await self._graph.draft_sessions_since(since)
+            return self._sessions
+
+    async def restore_point_ids(self, session_id: str) -> set[str]:
+        if session_id not in self._points:
+            self._points[session_id] = await self._graph.session_restore_point_ids(session_id)
+        return self._points[session_id]

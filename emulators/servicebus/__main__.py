@@ -1,0 +1,41 @@
+"""``python -m emulators.servicebus --port 5672 --config Config.json``: run the stand-in until interrupted."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+
+from . import DEFAULT_CONFIG, ServiceBusStandIn
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description="AMQP 1.0 stand-in for Azure Service Bus (for the azure-servicebus SDK)"
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=5672, help="0 picks a free port")
+    parser.add_argument(
+        "--config", default=str(DEFAULT_CONFIG), help="entities, in the official emulator's Config.json shape"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s %(message)s"
+    )
+    if not args.verbose:
+        logging.getLogger("proton").setLevel(logging.WARNING)
+    standin = ServiceBusStandIn(config=args.config).start(host=args.host, port=args.port)
+    print(standin.connection_string, flush=True)
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    try:
+        done.wait()
+    finally:
+        standin.stop()
+
+
+if __name__ == "__main__":
+    main()
