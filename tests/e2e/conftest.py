@@ -43,7 +43,7 @@ def settings_env(graph, service_bus, azurite) -> dict[str, str]:
 
 @pytest.fixture
 async def harness(graph, service_bus, settings_env) -> AsyncIterator[Harness]:
-    h = Harness(settings_env, graph.admin, service_bus.connection_string)
+    h = Harness(settings_env, graph.admin, service_bus.connection_string, standin=service_bus)
     await h.start()
     try:
         yield h
@@ -54,4 +54,4 @@ async def harness(graph, service_bus, settings_env) -> AsyncIterator[Harness]:
 @pytest.fixture
 def unstarted_harness(graph, service_bus, settings_env) -> Harness:
     """For tests that build their own runtime parts (crash injection) before starting the app."""
-    return Harness(settings_env, graph.admin, service_bus.connection_string)
+    return Harness(settings_env, graph.admin, service_bus.connection_string, standin=service_bus)

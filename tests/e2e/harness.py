@@ -63,7 +63,9 @@ class Harness:
     host: FunctionsHost | None = None
     runtime: Runtime | None = None
     client: ServiceBusClient | None = None
+    standin: Any = None
     received: list[dict[str, Any]] = field(default_factory=list)
+    _events_rx: Any = None
 
     @property
     def settings(self) -> Settings:
@@ -81,6 +83,8 @@ class Harness:
     async def stop(self) -> None:
         if self.host is not None:
             await self.host.stop()
+        if self._events_rx is not None:
+            await self._events_rx.close()
         if self.client is not None:
             await self.client.close()
         runtime.install(None)
@@ -100,29 +104,39 @@ class Harness:
         assert self.host is not None
         await self.host.wait_idle(timeout=timeout, include_scheduled=True)
 
-    async def drain_events(self, wait: float = 1.0) -> list[dict[str, Any]]:
+    def pending_events(self) -> int:
+        counts = self.standin.snapshot().get("restore-events/Subscriptions/all", {}) if self.standin else {}
+        return int(counts.get("active", 0))
+
+    async def drain_events(self, wait: float = 0.5) -> list[dict[str, Any]]:
         """Every event that reached subscription `all` since the last drain, in arrival order."""
         assert self.client is not None
+        if self._events_rx is None:
+            self._events_rx = self.client.get_subscription_receiver("restore-events", "all")
+            await self._events_rx.__aenter__()
+        rx = self._events_rx
         got: list[dict[str, Any]] = []
-        async with self.client.get_subscription_receiver("restore-events", "all", max_wait_time=wait) as rx:
-            while True:
-                batch = await rx.receive_messages(max_message_count=200, max_wait_time=wait)
-                if not batch:
-                    break
-                for message in batch:
-                    event = json.loads(b"".join(message.body))
-                    event["_message"] = {
-                        "message_id": message.message_id,
-                        "correlation_id": message.correlation_id,
-                        "subject": message.subject,
-                        "content_type": message.content_type,
-                        "application_properties": {
-                            (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-                            for k, v in (message.application_properties or {}).items()
-                        },
-                    }
-                    got.append(event)
-                    await rx.complete_message(message)
+        while True:
+            expected = self.pending_events() if self.standin else 200
+            if self.standin and expected == 0:
+                break
+            batch = await rx.receive_messages(max_message_count=max(1, min(expected, 500)), max_wait_time=wait)
+            if not batch:
+                break
+            for message in batch:
+                event = json.loads(b"".join(message.body))
+                event["_message"] = {
+                    "message_id": message.message_id,
+                    "correlation_id": message.correlation_id,
+                    "subject": message.subject,
+                    "content_type": message.content_type,
+                    "application_properties": {
+                        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+                        for k, v in (message.application_properties or {}).items()
+                    },
+                }
+                got.append(event)
+                await rx.complete_message(message)
         self.received.extend(got)
         return got
 
@@ -149,6 +163,24 @@ class Harness:
 
     def restore_points(self, count: int) -> list[str]:
         return [p["id"] for p in self.graph.samples(count)["restorePoints"]][:count]
+
+    async def run_browse(self, body: bytes | Mapping[str, Any], message_id: str | None = None,
+                         timeout: float = 60.0) -> list[dict[str, Any]]:
+        """Send one browse request, wait until the app is idle, and return the events it produced."""
+        await self.send(body, message_id, queue=self.settings_env["BROWSE_REQUESTS_QUEUE"])
+        await self.settle(timeout)
+        return await self.drain_events()
+
+    def fast_restore_points(self, count: int) -> list[str]:
+        """Restore points Graph can browse (tagged fastRestore)."""
+        return [p["id"] for p in self.graph.samples(count)["fastRestorePoints"]][:count]
+
+    def browse_sessions(self) -> list[dict[str, Any]]:
+        """Every live browse session in the emulator, read through Graph's own API."""
+        url = self.settings_env["GRAPH_BASE_URL"] + "/solutions/backupRestore/oneDriveForBusinessBrowseSessions"
+        headers = {"Authorization": f"Bearer {self.settings_env['GRAPH_ACCESS_TOKEN']}"}
+        with httpx.Client(headers=headers, timeout=30) as http:
+            return _all_pages(http, url)
 
 
 def _all_pages(http: httpx.Client, url: str) -> list[dict[str, Any]]:

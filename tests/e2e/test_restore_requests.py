@@ -224,7 +224,7 @@ async def test_transient_failures_beyond_the_budget_end_in_request_failed(graph,
     from tests.e2e.harness import Harness
 
     settings_env["RETRY_MAX_ATTEMPTS"] = "3"
-    harness = Harness(settings_env, graph.admin, service_bus.connection_string)
+    harness = Harness(settings_env, graph.admin, service_bus.connection_string, standin=service_bus)
     await harness.start()
     try:
         points = harness.restore_points(2)
