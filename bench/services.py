@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from emulators.azurite import start_azurite, free_port
+from emulators.azurite import free_port, start_azurite
 from emulators.graph import AdminClient
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,0 +1,134 @@
+"""The local demo: the whole service on one machine, no Azure and no Docker.
+
+Starts the Graph Backup Storage emulator, the Service Bus stand-in and Azurite, runs `function_app` under
+the host runner with the Functions host's settlement rules, sends a sample incident request and prints
+the events as they arrive. Needs the repository checkout (the emulators are not deployed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+ROLES = ("BackupRestore-Restore.ReadWrite.All", "BackupRestore-Search.Read.All",
+         "BackupRestore-Configuration.Read.All")
+
+
+def _say(text: str) -> None:
+    print(f"\n== {text}", flush=True)
+
+
+async def _wait_for(seen: list[dict[str, Any]], event_type: str, subject: str, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not any(e["type"] == event_type and e["subject"] == subject for e in seen):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no {event_type} for {subject} within {timeout:.0f}s")
+        await asyncio.sleep(0.2)
+
+
+async def run_demo(drives: int = 120, artifacts: int = 120) -> int:
+    try:
+        from azure.servicebus import ServiceBusMessage
+        from azure.servicebus.aio import ServiceBusClient
+
+        from emulators.azurite import start_azurite
+        from emulators.functions_host import FunctionsHost
+        from emulators.graph import GraphEmulator, make_token
+        from emulators.servicebus import ServiceBusStandIn
+    except ImportError as exc:
+        print(f"the demo needs the repository checkout with its dev requirements ({exc})", file=sys.stderr)
+        return 2
+
+    from .cli import cmd_plan, follow_events
+
+    sys.path.insert(0, str(ROOT))
+    _say("starting local services: Graph emulator, Service Bus stand-in, Azurite")
+    graph = GraphEmulator(seed=4711, drives=max(drives, artifacts + 10)).start()
+    bus = ServiceBusStandIn(config=str(ROOT / "emulators" / "servicebus" / "Config.json")).start()
+    azurite = start_azurite()
+    print(f"   Graph emulator   {graph.base_url}")
+    print(f"   Service Bus      127.0.0.1:{bus.port} (AMQP stand-in)")
+    print(f"   Azurite tables   127.0.0.1:{azurite.port}")
+    settings = {
+        "ServiceBusConnection": bus.connection_string,
+        "AzureWebJobsStorage": azurite.connection_string,
+        "GRAPH_BASE_URL": graph.base_url,
+        "GRAPH_ACCESS_TOKEN": make_token(ROLES, lifetime=4 * 3600),
+        "RESTORE_REQUESTS_QUEUE": "restore-requests",
+        "BROWSE_REQUESTS_QUEUE": "browse-requests",
+        "ACTIVATION_REQUESTS_QUEUE": "activation-requests",
+        "RESTORE_EVENTS_TOPIC": "restore-events",
+        "LEDGER_TABLE": "demoledger",
+    }
+    os.environ.update(settings)
+    host = FunctionsHost("function_app", settings=settings, host_json=str(ROOT / "host.json"))
+    seen: list[dict[str, Any]] = []
+    follower: asyncio.Task[Any] | None = None
+    try:
+        await host.start()
+        follower = asyncio.create_task(follow_events("all", seen=seen))
+        _say("function app running under the host runner: " + ", ".join(sorted(host.triggers)))
+
+        samples = graph.admin.samples(artifacts + 2)
+        points = [p["id"] for p in samples["restorePoints"]][:artifacts]
+        expired = samples["expiredRestorePoints"][0]["id"]
+        request = {
+            "requestId": f"inc-4711-{uuid.uuid4().hex[:6]}",
+            "incidentId": "INC-4711",
+            "requestedBy": "demo",
+            "reason": "mass encryption detected on OneDrive",
+            "destinationType": "new",
+            "artifacts": [{"restorePointId": p} for p in points[: artifacts // 2]]
+            + [{"restorePointId": expired}]
+            + [{"restorePointId": p, "destinationType": "inPlace"} for p in points[artifacts // 2:]],
+        }
+        path = Path(tempfile.mkdtemp(prefix="demo-")) / "incident.json"
+        path.write_text(json.dumps(request, indent=2))
+        _say(f"the incident request ({len(request['artifacts'])} restore points, one of them expired), planned "
+             "locally")
+        cmd_plan(type("Args", (), {"file": str(path)})())
+
+        async with ServiceBusClient.from_connection_string(bus.connection_string) as client, \
+                client.get_queue_sender("restore-requests") as sender:
+            _say("sending it to the restore-requests queue; events as they arrive:")
+            await sender.send_messages(ServiceBusMessage(path.read_bytes(), message_id=str(uuid.uuid4())))
+            await _wait_for(seen, "restore.request.accepted", str(request["requestId"]))
+            await host.wait_idle(timeout=60)
+
+            _say("the same request again (a redelivery or a retrying playbook): nothing new is created")
+            before = len(seen)
+            await sender.send_messages(ServiceBusMessage(path.read_bytes(), message_id=str(uuid.uuid4())))
+            await host.wait_idle(timeout=60)
+            await asyncio.sleep(1.0)
+            print(f"   new events: {len(seen) - before} (re-published with the same ids; the topic dropped them)")
+
+            _say("a malformed request: rejected with the reason and the original body")
+            await sender.send_messages(ServiceBusMessage(b'{"requestId": "inc-4711-typo", "artifact": []}',
+                                                         message_id="demo-bad-1"))
+            await _wait_for(seen, "restore.request.rejected", "inc-4711-typo")
+
+        state = graph.admin.state(sessions=False)
+        _say("done")
+        print(f"   restore sessions in Graph: {state['sessionCount']} ({state['statusCounts']})")
+        print(f"   events received: {len(seen)}; handler invocations: {len(host.invocations)}")
+        print("   next: `python -m orchestrators events` follows the topic; see README.md for func start and Azure")
+        return 0
+    finally:
+        if follower is not None:
+            follower.cancel()
+            await asyncio.gather(follower, return_exceptions=True)
+        await host.stop()
+        from . import runtime
+
+        await runtime.shutdown()
+        bus.stop()
+        graph.stop()
+        azurite.stop()
