@@ -6,7 +6,8 @@ from orchestrators import entrypoints, runtime
 from orchestrators.settings import Settings
 
 # Fail at start-up, naming the setting, rather than on the first message of an incident.
-runtime.configure(Settings.from_env())
+settings = Settings.from_env()
+runtime.configure(settings)
 
 app = func.FunctionApp()
 
@@ -17,3 +18,25 @@ app = func.FunctionApp()
 )
 async def restore_requests(message: func.ServiceBusMessage) -> None:
     await entrypoints.handle_restore_request(message)
+
+
+@app.function_name("browse_requests")
+@app.service_bus_queue_trigger(
+    arg_name="message", queue_name="%BROWSE_REQUESTS_QUEUE%", connection="ServiceBusConnection"
+)
+async def browse_requests(message: func.ServiceBusMessage) -> None:
+    await entrypoints.handle_browse_request(message)
+
+
+@app.function_name("activation_requests")
+@app.service_bus_queue_trigger(
+    arg_name="message", queue_name="%ACTIVATION_REQUESTS_QUEUE%", connection="ServiceBusConnection"
+)
+async def activation_requests(message: func.ServiceBusMessage) -> None:
+    await entrypoints.handle_activation_request(message)
+
+
+@app.function_name("session_tracker")
+@app.timer_trigger(arg_name="timer", schedule=settings.session_tracker_schedule, use_monitor=True)
+async def session_tracker(timer: func.TimerRequest) -> None:
+    await entrypoints.run_session_tracker()

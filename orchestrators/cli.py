@@ -3,6 +3,7 @@
     submit FILE   validate locally, send to the restore-requests queue, print the message id
     plan FILE     the dry run, locally, as a table (no Graph, no Service Bus)
     events        follow a subscription of the events topic and print each event as it arrives
+    browse ID     list what a browse session shows (top level, or a folder with --item-key) as a table
     demo          everything local: Graph emulator, Service Bus stand-in, Azurite, the app, a sample incident
 
 Settings come from the environment, or from a `local.settings.json`-style file given with --settings.
@@ -84,14 +85,14 @@ async def _submit(args: argparse.Namespace) -> int:
 
 
 async def follow_events(subscription: str, count: int | None = None, idle_seconds: float | None = None,
-                        out: Any = None) -> list[dict[str, Any]]:
-    """Print events from a subscription of the events topic as they arrive (and return them)."""
+                        out: Any = None, seen: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Print events from a subscription of the events topic as they arrive (and collect them in `seen`)."""
     from .events import service_bus_client
     from .settings import Settings
 
     out = out or sys.stdout
     settings = Settings.from_env()
-    seen: list[dict[str, Any]] = []
+    seen = [] if seen is None else seen
     async with service_bus_client(settings.service_bus) as client, client.get_subscription_receiver(
         settings.restore_events_topic, subscription, max_wait_time=idle_seconds
     ) as receiver:
@@ -118,6 +119,91 @@ def format_event(event: dict[str, Any]) -> str:
     return f"{event.get('time', '')}  {event.get('type', ''):<26} {event.get('subject', '')}  {text}"
 
 
+async def browse_listing(settings: Any, session_id: str, item_key: str | None = None, *,
+                         page_size: int | None = None, all_pages: bool = False, out: Any = None,
+                         err: Any = None) -> int:
+    """Print a browse location as a table on `out` (one row per item); notes and errors go to `err`."""
+    from .credentials import graph_credential
+    from .errors import GraphRefused, RetryLater
+    from .graph import GraphGateway
+
+    out, err = out or sys.stdout, err or sys.stderr
+    credential = graph_credential(settings)
+    graph = GraphGateway.create(credential, settings.graph_base_url, timeout=settings.graph_timeout_seconds,
+                                throttle_wait_limit=settings.graph_throttle_wait_limit_seconds)
+    shown, pages = 0, 0
+    try:
+        page = await graph.browse(session_id, item_key, page_size)
+        print(f"{'type':<16} {'name':<40} {'items/size':>12}  itemKey", file=out)
+        while True:
+            pages += 1
+            for item in page.items:
+                print(format_browse_item(item), file=out)
+            shown += len(page.items)
+            if not page.next_link or not all_pages:
+                break
+            page = await graph.browse_next(page.next_link)
+    except (GraphRefused, RetryLater) as failure:
+        print(f"browse session {session_id}: {explain_browse_error(failure.error)}", file=err)
+        return 1
+    finally:
+        await graph.aclose()
+        close = getattr(credential, "close", None)
+        if close is not None:
+            result = close()
+            if asyncio.iscoroutine(result):
+                await result
+    total = page.total if page.total is not None else shown
+    more = " (more follow: use --all)" if page.next_link and not all_pages else ""
+    print(f"{shown} of {total} items in {pages} page(s){more}", file=err)
+    return 0
+
+
+def format_browse_item(item: dict[str, Any]) -> str:
+    kind = str(item.get("type") or "")
+    if kind == "file":
+        amount = _human_size(item.get("sizeInBytes"))
+    else:
+        count = item.get("itemsCount")
+        amount = f"{count} items" if count is not None else ""
+    name = str(item.get("name") or "")
+    if len(name) > 40:
+        name = name[:37] + "..."
+    return f"{kind:<16} {name:<40} {amount:>12}  {item.get('itemKey', '')}"
+
+
+def _human_size(raw: Any) -> str:
+    try:
+        size = float(raw)
+    except (TypeError, ValueError):
+        return ""
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return ""
+
+
+def explain_browse_error(error: Any) -> str:
+    """Graph's answer, said so that a responder at a terminal knows what to do next."""
+    hints = {
+        "BrowseSessionNotFound": "not found: browse sessions are deleted when they expire "
+                                 "(expirationDateTime); request a new one for the restore point",
+        "BrowseSessionNotReady": "still being created; try again in a few seconds",
+        "InvalidBrowseLocationItemKey": "no item with that --item-key in this browse session",
+    }
+    hint = hints.get(error.code)
+    text = f"{error.status} {error.code}: {error.message}"
+    return f"{hint} ({text})" if hint else text
+
+
+def _positive(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="restore-orchestrator", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -132,6 +218,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_events.add_argument("--subscription", default="all")
     p_events.add_argument("--count", type=int, help="stop after this many events")
     p_events.add_argument("--idle", type=float, help="stop after this many seconds without an event")
+    p_browse = sub.add_parser("browse", help="list what a browse session shows, as a table")
+    p_browse.add_argument("session_id", metavar="SESSION_ID")
+    p_browse.add_argument("--item-key", help="the itemKey of a folder or library to list (default: top level)")
+    p_browse.add_argument("--page-size", type=_positive, help="items per page (default: Graph's)")
+    p_browse.add_argument("--all", action="store_true", help="follow every page to the end (default: the first)")
     p_demo = sub.add_parser("demo", help="run everything locally with a sample incident")
     p_demo.add_argument("--drives", type=int, default=120)
     p_demo.add_argument("--artifacts", type=int, default=120)
@@ -145,6 +236,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "events":
         asyncio.run(follow_events(args.subscription, args.count, args.idle))
         return 0
+    if args.command == "browse":
+        from .settings import Settings
+
+        return asyncio.run(browse_listing(Settings.from_env(), args.session_id, args.item_key,
+                                          page_size=args.page_size, all_pages=args.all))
     if args.command == "demo":
         from .demo import run_demo
 

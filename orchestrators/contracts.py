@@ -265,6 +265,68 @@ def payload_hash(document: dict[str, Any], artifacts: tuple[Artifact, ...]) -> s
     return hashlib.sha256(raw).hexdigest()
 
 
+# Browse requests ------------------------------------------------------------------------------
+
+MAX_BROWSE_RESTORE_POINTS = 100
+_BROWSE_FIELDS = frozenset({"requestId", "incidentId", "restorePointIds"})
+
+
+@dataclass(frozen=True)
+class BrowseRequest:
+    request_id: str
+    incident_id: str | None
+    restore_point_ids: tuple[str, ...]
+
+    @property
+    def correlation_id(self) -> str:
+        return self.incident_id or self.request_id
+
+
+def parse_browse_request(document: Any, message_id: str | None) -> BrowseRequest:
+    """Validate a decoded browse request; a restore point listed twice gets one browse session."""
+    errors = _Errors()
+    if not isinstance(document, dict):
+        raise Rejected([FieldError("(body)", f"must be a JSON object, got {_json_type(document)}")])
+
+    for name in sorted(set(document) - _BROWSE_FIELDS):
+        errors.add(name, "is not a field of a browse request (check the spelling)")
+
+    request_id = document.get("requestId")
+    if request_id is not None and not (isinstance(request_id, str) and _REQUEST_ID.match(request_id)):
+        errors.add("requestId", "must be 1 to 128 characters of letters, digits and . _ : -")
+    if request_id is None:
+        if not message_id or not _REQUEST_ID.match(message_id):
+            errors.add("requestId", "is required when the message has no usable MessageId")
+        request_id = message_id
+
+    _check_text(errors, document, "incidentId", 128, printable=True)
+
+    points: list[str] = []
+    items = document.get("restorePointIds")
+    if "restorePointIds" not in document:
+        errors.add("restorePointIds", "is required: a list of 1 to 100 restore point ids")
+    elif not isinstance(items, list):
+        errors.add("restorePointIds", f"must be an array of strings, got {_json_type(items)}")
+    elif not items:
+        errors.add("restorePointIds", "must name at least one restore point")
+    elif len(items) > MAX_BROWSE_RESTORE_POINTS:
+        errors.add("restorePointIds", f"has {len(items)} items; at most {MAX_BROWSE_RESTORE_POINTS} are "
+                                      "accepted in one request (split it into several requests)")
+    else:
+        for position, point in enumerate(items):
+            where = f"restorePointIds[{position}]"
+            if not isinstance(point, str) or not point.strip():
+                errors.add(where, "must be a non-empty string")
+            elif len(point) > 256:
+                errors.add(where, "must be at most 256 characters long")
+            elif point not in points:
+                points.append(point)
+    errors.raise_if_any()
+
+    assert isinstance(request_id, str)
+    return BrowseRequest(request_id, document.get("incidentId"), tuple(points))
+
+
 # ---------------------------------------------------------------------------------------------
 # CloudEvents
 

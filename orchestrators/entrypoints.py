@@ -11,6 +11,7 @@ from . import runtime
 from .messages import from_functions_message
 
 if TYPE_CHECKING:
+    from .browse import BrowseOutcome
     from .restore import Outcome
 
 
@@ -18,3 +19,21 @@ async def handle_restore_request(message: Any) -> Outcome:
     """Returns when the message is settled in our terms; raises (-> abandon, redelivery) otherwise."""
     parts = await runtime.get_runtime()
     return await parts.restore_orchestrator().handle(from_functions_message(message))
+
+
+async def handle_browse_request(message: Any) -> BrowseOutcome:
+    """Returns when every restore point is settled or a retry is scheduled; raises (-> redelivery) otherwise."""
+    parts = await runtime.get_runtime()
+    return await parts.browse_orchestrator().handle(from_functions_message(message))
+
+
+async def handle_activation_request(message: Any) -> None:
+    """Queue the named draft sessions for activation and fill the free slots."""
+    parts = await runtime.get_runtime()
+    await parts.activation_requests().handle(from_functions_message(message))
+
+
+async def run_session_tracker() -> None:
+    """One tracker run: poll, publish lifecycle events, free slots, activate the next sessions."""
+    parts = await runtime.get_runtime()
+    await parts.session_tracker().run()

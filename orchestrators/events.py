@@ -6,6 +6,7 @@ dropped by the topic's duplicate detection, so subscribers see each event once.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -45,15 +46,24 @@ def to_service_bus_message(event: CloudEvent) -> ServiceBusMessage:
 
 
 class EventPublisher:
-    """Publishes to the events topic through one long-lived sender."""
+    """Publishes to the events topic through one long-lived sender.
+
+    An SDK sender is not safe for concurrent use (two sends racing to open its link break it), and every
+    invocation on the worker shares this one, so sends take turns.
+    """
 
     def __init__(self, sender: ServiceBusSender) -> None:
         self._sender = sender
+        self._turn = asyncio.Lock()
         self.published = 0
 
     async def publish(self, events: Sequence[CloudEvent]) -> None:
         if not events:
             return
+        async with self._turn:
+            await self._send(events)
+
+    async def _send(self, events: Sequence[CloudEvent]) -> None:
         batch = await self._sender.create_message_batch()
         for event in events:
             message = to_service_bus_message(event)
@@ -74,6 +84,7 @@ class RetryScheduler:
 
     def __init__(self, sender: ServiceBusSender) -> None:
         self._sender = sender
+        self._turn = asyncio.Lock()
 
     async def schedule(self, body: bytes, *, message_id: str, when: datetime,
                        application_properties: Mapping[str, Any], correlation_id: str | None,
@@ -82,4 +93,5 @@ class RetryScheduler:
             body, message_id=message_id, correlation_id=correlation_id, content_type=content_type,
             application_properties=dict(application_properties),  # type: ignore[arg-type]
         )
-        await self._sender.schedule_messages(message, when)
+        async with self._turn:
+            await self._sender.schedule_messages(message, when)

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 GRAPH_SCOPES = ["https://graph.microsoft.com/.default"]
 _BACKUP = "{+baseurl}/solutions/backupRestore"
 _NO_SDK_RETRY = RetryHandlerOption(delay=0, max_retries=0, should_retry=False)
+_UNKNOWN_ENUMS = {"Prefer": "include-unknown-enum-members"}
 
 
 @dataclass(frozen=True)
@@ -200,8 +201,9 @@ class GraphGateway:
                     continue
             raise classify_graph_failure(error, write)
 
-    async def _pages(self, template: str, params: dict[str, str] | None = None) -> AsyncIterator[dict[str, Any]]:
-        answer = await self._call(Method.GET, template, params)
+    async def _pages(self, template: str, params: dict[str, str] | None = None,
+                     headers: dict[str, str] | None = None) -> AsyncIterator[dict[str, Any]]:
+        answer = await self._call(Method.GET, template, params, headers=headers)
         while True:
             page = answer.json()
             for item in page.get("value", []):
@@ -209,7 +211,7 @@ class GraphGateway:
             next_link = page.get("@odata.nextLink")
             if not next_link:
                 return
-            answer = await self._call(Method.GET, template, raw_url=next_link)
+            answer = await self._call(Method.GET, template, raw_url=next_link, headers=headers)
 
     # -- restore sessions ------------------------------------------------------------------------
 
@@ -270,8 +272,123 @@ class GraphGateway:
             return RestorePointCheck(restore_point_id, False, "RestorePointExpired", unit)
         return RestorePointCheck(restore_point_id, True, None, unit)
 
+    # -- activation and tracking -----------------------------------------------------------------
+
+    async def activate_session(self, session_id: str) -> dict[str, Any]:
+        """POST activate: Graph answers with the session, normally `activating`."""
+        answer = await self._call(Method.POST, _BACKUP + "/restoreSessions/{sid}/activate",
+                                  {"sid": quote(session_id, safe="")}, write=True, ok=(200, 201, 202))
+        return dict(answer.json())
+
+    async def get_session(self, session_id: str) -> dict[str, Any]:
+        """The session as Graph sees it, `failed` included (it is hidden without the Prefer header)."""
+        answer = await self._call(Method.GET, _BACKUP + "/restoreSessions/{sid}",
+                                  {"sid": quote(session_id, safe="")}, headers=_UNKNOWN_ENUMS)
+        return dict(answer.json())
+
+    async def session_artifacts(self, session_id: str) -> list[dict[str, Any]]:
+        path = _BACKUP + "/oneDriveForBusinessRestoreSessions/{sid}/driveRestoreArtifacts"
+        return [item async for item in self._pages(path, {"sid": quote(session_id, safe="")},
+                                                   headers=_UNKNOWN_ENUMS)]
+
+    async def delete_session(self, session_id: str) -> None:
+        await self._call(Method.DELETE, _BACKUP + "/restoreSessions/{sid}", {"sid": quote(session_id, safe="")},
+                         write=True, ok=(200, 202, 204))
+
+    # -- browse sessions -------------------------------------------------------------------------
+
+    async def create_browse_session(self, restore_point_id: str) -> BrowseSessionInfo:
+        answer = await self._call(Method.POST, _BACKUP + "/oneDriveForBusinessBrowseSessions",
+                                  body={"restorePointId": restore_point_id}, write=True, ok=(200, 201))
+        info = BrowseSessionInfo.from_json(answer.json(), restore_point_id)
+        if not info.session_id:
+            raise RetryLater(GraphError(answer.status, "MalformedResponse",
+                                        "Graph answered the browse session create without an id"),
+                             outcome_unknown=True)
+        return info
+
+    async def get_browse_session(self, session_id: str) -> BrowseSessionInfo:
+        answer = await self._call(Method.GET, _BACKUP + "/oneDriveForBusinessBrowseSessions/{bsid}",
+                                  {"bsid": quote(session_id, safe="")})
+        return BrowseSessionInfo.from_json(answer.json())
+
+    async def browse_sessions_since(self, since: datetime) -> list[BrowseSessionInfo]:
+        """Browse sessions created at or after `since` (for reconciling a lost create answer)."""
+        found: list[BrowseSessionInfo] = []
+        async for item in self._pages(_BACKUP + "/oneDriveForBusinessBrowseSessions"):
+            created = parse_graph_time(item.get("createdDateTime"))
+            if created is not None and created < since:
+                continue
+            found.append(BrowseSessionInfo.from_json(item))
+        return found
+
+    async def browse(self, session_id: str, item_key: str | None = None,
+                     page_size: int | None = None) -> BrowsePage:
+        """The first page of a browse location: the top level without a key, else the item's children."""
+        url = f"{self._adapter.base_url}/solutions/backupRestore/oneDriveForBusinessBrowseSessions/" \
+              f"{quote(session_id, safe='')}/browse"
+        if page_size:
+            url += f"?$top={int(page_size)}"
+        body = {"browseLocationItemKey": item_key} if item_key else {}
+        answer = await self._call(Method.POST, _BACKUP + "/oneDriveForBusinessBrowseSessions/{bsid}/browse",
+                                  raw_url=url, body=body)
+        return BrowsePage.from_json(answer.json())
+
+    async def browse_next(self, next_link: str) -> BrowsePage:
+        answer = await self._call(Method.GET, _BACKUP + "/oneDriveForBusinessBrowseSessions/{bsid}/browse",
+                                  raw_url=next_link)
+        return BrowsePage.from_json(answer.json())
+
+
+@dataclass(frozen=True)
+class BrowseSessionInfo:
+    """A browse session as Graph describes it (status: creating, created, failed)."""
+
+    session_id: str
+    status: str
+    restore_point_id: str | None = None
+    created_date_time: str | None = None
+    expiration_date_time: str | None = None
+    restore_point_date_time: str | None = None
+    backup_size_in_bytes: str | None = None
+    directory_object_id: str | None = None
+    error: dict[str, Any] | None = None
+
+    @classmethod
+    def from_json(cls, item: dict[str, Any], restore_point_id: str | None = None) -> BrowseSessionInfo:
+        size = item.get("backupSizeInBytes")
+        error = item.get("error")
+        return cls(
+            session_id=str(item.get("id") or ""),
+            status=str(item.get("status") or "creating"),
+            restore_point_id=item.get("restorePointId") or restore_point_id,
+            created_date_time=item.get("createdDateTime"),
+            expiration_date_time=item.get("expirationDateTime"),
+            restore_point_date_time=item.get("restorePointDateTime"),
+            backup_size_in_bytes=None if size is None else str(size),
+            directory_object_id=item.get("directoryObjectId"),
+            error=error if isinstance(error, dict) and error else None,
+        )
+
+
+@dataclass(frozen=True)
+class BrowsePage:
+    """One page of a browse answer; `next_link` is set while more items follow."""
+
+    items: tuple[dict[str, Any], ...]
+    total: int | None
+    next_link: str | None
+
+    @classmethod
+    def from_json(cls, page: dict[str, Any]) -> BrowsePage:
+        total = page.get("@odata.count")
+        return cls(tuple(page.get("value") or ()), total if isinstance(total, int) else None,
+                   page.get("@odata.nextLink") or None)
+
 
 __all__ = [
+    "BrowsePage",
+    "BrowseSessionInfo",
     "CreatedSession",
     "DraftSession",
     "GraphGateway",

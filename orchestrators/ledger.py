@@ -3,15 +3,18 @@
 One partition per request: a `request` row (payload hash, audit fields, state) and one `batch:NNNNN`
 row per planned session (its restore points, state, Graph session id). Every change is a conditional
 write on the row's ETag, so two workers handling the same message cannot both create a session.
+A browse request adds one `browse:<restorePointId>` row per restore point to its request's partition.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
@@ -28,6 +31,7 @@ AZURITE_ACCOUNT_KEY = (
 )
 REQUEST_ROW = "request"
 BATCH_PREFIX = "batch:"
+OUTCOME_PREFIX = "outcome:"
 
 # Batch states. `creating` means a create may have reached Graph: reconcile before creating again.
 PLANNED, CREATING, CREATED, FAILED = "planned", "creating", "created", "failed"
@@ -124,6 +128,20 @@ class RequestRecord:
     state: str
     session_count: int
     etag: str | None = field(default=None, compare=False)
+    incident_id: str | None = None
+    received_at: datetime | None = None
+    activate: bool = False
+    activation_requested: bool = False
+
+
+@dataclass(frozen=True)
+class SessionOutcome:
+    """A session's final state, kept per batch so the request's completion can be judged and totalled."""
+
+    index: int
+    session_id: str
+    status: str
+    artifact_counts: dict[str, int]
 
 
 class Ledger:
@@ -136,6 +154,11 @@ class Ledger:
     @classmethod
     def from_connection_string(cls, connection: str, table_name: str) -> Ledger:
         return cls(TableClient.from_connection_string(table_connection_string(connection), table_name))
+
+    @property
+    def table(self) -> TableClient:
+        """The table client, shared with the activation ledger (one connection pool per worker)."""
+        return self._table
 
     async def aclose(self) -> None:
         await self._table.close()
@@ -196,7 +219,10 @@ class Ledger:
         except ResourceNotFoundError:
             return None
         return RequestRecord(request_id, entity["PayloadHash"], entity.get("State", "open"),
-                             int(entity.get("SessionCount", 0)), entity.metadata.get("etag"))
+                             int(entity.get("SessionCount", 0)), entity.metadata.get("etag"),
+                             incident_id=entity.get("IncidentId") or None, received_at=entity.get("ReceivedAt"),
+                             activate=bool(entity.get("Activate", False)),
+                             activation_requested=bool(entity.get("ActivationRequested", False)))
 
     async def set_request_state(self, request_id: str, state: str, **fields: Any) -> None:
         entity = {"PartitionKey": request_id, "RowKey": REQUEST_ROW, "State": state,
@@ -208,6 +234,20 @@ class Ledger:
         params = {"pk": request_id, "lo": BATCH_PREFIX, "hi": BATCH_PREFIX[:-1] + ";"}
         rows = [BatchRecord.from_entity(e) async for e in self._table.query_entities(query, parameters=params)]
         return sorted(rows, key=lambda b: b.index)
+
+    # -- outcomes of finished sessions (written by the tracker) ----------------------------------
+
+    async def record_outcome(self, request_id: str, outcome: SessionOutcome) -> None:
+        entity = {"PartitionKey": request_id, "RowKey": f"{OUTCOME_PREFIX}{outcome.index:05d}",
+                  "Index": outcome.index, "SessionId": outcome.session_id, "Status": outcome.status,
+                  "ArtifactCounts": json.dumps(outcome.artifact_counts), "RecordedAt": _now()}
+        await self._table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+
+    async def load_outcomes(self, request_id: str) -> list[SessionOutcome]:
+        query = "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi"
+        params = {"pk": request_id, "lo": OUTCOME_PREFIX, "hi": OUTCOME_PREFIX[:-1] + ";"}
+        return [SessionOutcome(int(e["Index"]), e["SessionId"], e["Status"], json.loads(e["ArtifactCounts"]))
+                async for e in self._table.query_entities(query, parameters=params)]
 
     # -- batch transitions (all conditional on the ETag we read) ---------------------------------
 
@@ -242,3 +282,153 @@ class Ledger:
                           excluded: Sequence[dict[str, Any]] = ()) -> BatchRecord:
         merged = tuple(batch.excluded) + tuple(excluded)
         return await self._replace(replace(batch, state=FAILED, error=error, excluded=merged))
+
+    # -- browse sessions -------------------------------------------------------------------------
+
+    async def open_browse(self, request_id: str, restore_point_ids: Sequence[str]) -> list[BrowseRecord]:
+        """One row per restore point of a browse request (written once), returned in request order."""
+        await self.ensure_table()
+        wanted = {browse_row_key(rp): rp for rp in restore_point_ids}
+        rows = {r.row_key: r for r in await self.load_browse(request_id)}
+        missing = [BrowseRecord(request_id, rp) for key, rp in wanted.items() if key not in rows]
+        if missing:
+            for start in range(0, len(missing), 100):  # a table transaction holds at most 100 rows
+                chunk = missing[start:start + 100]
+                try:
+                    await self._table.submit_transaction([("create", r.to_entity()) for r in chunk])
+                except (TableTransactionError, ResourceExistsError):
+                    pass  # another worker wrote them first; read back below
+            rows = {r.row_key: r for r in await self.load_browse(request_id)}
+        return [rows[key] for key in wanted if key in rows]
+
+    async def load_browse(self, request_id: str) -> list[BrowseRecord]:
+        query = "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi"
+        params = {"pk": request_id, "lo": BROWSE_PREFIX, "hi": BROWSE_PREFIX[:-1] + ";"}
+        return [BrowseRecord.from_entity(e) async for e in self._table.query_entities(query, parameters=params)]
+
+    async def _replace_browse(self, record: BrowseRecord) -> BrowseRecord:
+        try:
+            meta = await self._table.update_entity(
+                record.to_entity(), mode=UpdateMode.REPLACE, etag=record.etag,
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except (ResourceModifiedError, ResourceNotFoundError) as exc:
+            raise Contended(f"browse row {record.restore_point_id} of {record.request_id} changed "
+                            "underneath us") from exc
+        return replace(record, etag=meta.get("etag"))
+
+    async def mark_browse_creating(self, record: BrowseRecord) -> BrowseRecord:
+        return await self._replace_browse(replace(record, state=CREATING, creating_since=_now()))
+
+    async def mark_browse_planned(self, record: BrowseRecord) -> BrowseRecord:
+        return await self._replace_browse(replace(record, state=PLANNED, creating_since=None))
+
+    async def mark_browse_created(self, record: BrowseRecord, session: Any) -> BrowseRecord:
+        """Graph gave the session an id (its own status may still be `creating`)."""
+        return await self._replace_browse(replace(
+            record, state=CREATED, session_id=session.session_id, **browse_session_fields(session)))
+
+    async def update_browse_session(self, record: BrowseRecord, session: Any) -> BrowseRecord:
+        """Record what Graph now says about the session (status, expiry, size, drive)."""
+        return await self._replace_browse(replace(record, **browse_session_fields(session)))
+
+    async def mark_browse_failed(self, record: BrowseRecord, error: dict[str, Any]) -> BrowseRecord:
+        return await self._replace_browse(replace(record, state=FAILED, error=error))
+
+
+BROWSE_PREFIX = "browse:"
+# Characters Table storage refuses in a RowKey are escaped; `%` itself too, so the escaping is reversible.
+_ROW_KEY_SAFE = "-._~:@!$&'()*+,;="
+
+
+def browse_row_key(restore_point_id: str) -> str:
+    """`browse:<restorePointId>`, escaped where Table storage would refuse it; a digest if still too long."""
+    escaped = quote(restore_point_id, safe=_ROW_KEY_SAFE)
+    if len(escaped) <= 512:
+        return BROWSE_PREFIX + escaped
+    # An escaped id never contains "%h" (escapes are hex), so this form cannot collide with one.
+    return f"{BROWSE_PREFIX}%hash:{hashlib.sha256(restore_point_id.encode()).hexdigest()}"
+
+
+def browse_session_fields(session: Any) -> dict[str, Any]:
+    return {
+        "session_status": session.status,
+        "created_date_time": session.created_date_time,
+        "expiration_date_time": session.expiration_date_time,
+        "restore_point_date_time": session.restore_point_date_time,
+        "backup_size_in_bytes": session.backup_size_in_bytes,
+        "directory_object_id": session.directory_object_id,
+        "session_error": session.error,
+    }
+
+
+@dataclass(frozen=True)
+class BrowseRecord:
+    """One restore point of a browse request: the ledger's `planned -> creating -> created | failed`,
+    and, once created, what Graph last said about the session (`creating -> created | failed`)."""
+
+    request_id: str
+    restore_point_id: str
+    state: str = PLANNED
+    session_id: str | None = None
+    session_status: str | None = None
+    creating_since: datetime | None = None
+    created_date_time: str | None = None
+    expiration_date_time: str | None = None
+    restore_point_date_time: str | None = None
+    backup_size_in_bytes: str | None = None
+    directory_object_id: str | None = None
+    session_error: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    etag: str | None = field(default=None, compare=False)
+
+    @property
+    def row_key(self) -> str:
+        return browse_row_key(self.restore_point_id)
+
+    @property
+    def settled(self) -> bool:
+        """Nothing more to do: refused, failed, or created and no longer `creating` in Graph."""
+        return self.state == FAILED or (self.state == CREATED and self.session_status != "creating")
+
+    def to_entity(self) -> dict[str, Any]:
+        entity: dict[str, Any] = {
+            "PartitionKey": self.request_id,
+            "RowKey": self.row_key,
+            "RestorePointId": self.restore_point_id,
+            "State": self.state,
+        }
+        optional = {
+            "SessionId": self.session_id,
+            "SessionStatus": self.session_status,
+            "CreatingSince": self.creating_since,
+            "CreatedDateTime": self.created_date_time,
+            "ExpirationDateTime": self.expiration_date_time,
+            "RestorePointDateTime": self.restore_point_date_time,
+            "BackupSizeInBytes": self.backup_size_in_bytes,
+            "DirectoryObjectId": self.directory_object_id,
+            "SessionError": json.dumps(self.session_error) if self.session_error else None,
+            "Error": json.dumps(self.error) if self.error else None,
+        }
+        entity.update({k: v for k, v in optional.items() if v is not None})
+        return entity
+
+    @classmethod
+    def from_entity(cls, entity: Any) -> BrowseRecord:
+        session_error, error = entity.get("SessionError"), entity.get("Error")
+        return cls(
+            request_id=entity["PartitionKey"],
+            restore_point_id=entity["RestorePointId"],
+            state=entity["State"],
+            session_id=entity.get("SessionId"),
+            session_status=entity.get("SessionStatus"),
+            creating_since=entity.get("CreatingSince"),
+            created_date_time=entity.get("CreatedDateTime"),
+            expiration_date_time=entity.get("ExpirationDateTime"),
+            restore_point_date_time=entity.get("RestorePointDateTime"),
+            backup_size_in_bytes=entity.get("BackupSizeInBytes"),
+            directory_object_id=entity.get("DirectoryObjectId"),
+            session_error=json.loads(session_error) if session_error else None,
+            error=json.loads(error) if error else None,
+            etag=entity.metadata.get("etag") if hasattr(entity, "metadata") else None,
+        )

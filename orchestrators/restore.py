@@ -17,7 +17,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .contracts import (
     CloudEvent,
@@ -43,6 +43,9 @@ from .ledger import CREATING, BatchRecord, Ledger, PayloadConflict
 from .messages import ATTEMPT_PROPERTY, ORIGINAL_MESSAGE_ID_PROPERTY, REQUEST_ID_PROPERTY, InboundMessage
 from .planner import SessionPlan, plan_sessions
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from .activation import ActivationCoordinator
 
 log = logging.getLogger(__name__)
 
@@ -79,14 +82,17 @@ class Outcome:
 
 class RestoreOrchestrator:
     def __init__(self, settings: Settings, graph: Graph, ledger: Ledger, publisher: Publisher,
-                 scheduler: Scheduler, *, rng: random.Random | None = None) -> None:
+                 scheduler: Scheduler, *, activation: ActivationCoordinator | None = None,
+                 rng: random.Random | None = None) -> None:
         self.settings = settings
         self.graph = graph
         self.ledger = ledger
         self.publisher = publisher
         self.scheduler = scheduler
+        self.activation = activation
         self._rng = rng or random.Random()
-        self.policy = ValidationPolicy(settings.max_artifacts_per_request, settings.allowed_destination_types)
+        self.policy = ValidationPolicy(settings.max_artifacts_per_request, settings.allowed_destination_types,
+                                       activation_supported=activation is not None)
         self._graph_gate = asyncio.Semaphore(settings.graph_create_concurrency)
 
     # -- entry point -----------------------------------------------------------------------------
@@ -156,7 +162,19 @@ class RestoreOrchestrator:
         await self.publisher.publish(events)
         await self.ledger.set_request_state(request.request_id, "accepted")
         log.info("request %s accepted: %d sessions", request.request_id, len(batches))
+        if self.activation is not None:
+            await self._hand_over_for_activation(request, batches)
         return Outcome("accepted", request.request_id, tuple(events))
+
+    async def _hand_over_for_activation(self, request: RestoreRequest, batches: list[BatchRecord]) -> None:
+        """Track every created session; queue them for activation if asked (now or by an earlier approval)."""
+        assert self.activation is not None
+        tracked = await self.activation.track_created(request.request_id, batches, request.incident_id)
+        record = await self.ledger.get_request(request.request_id)
+        if request.activate or (record is not None and record.activation_requested):
+            requested_at = (record.received_at if record else None) or datetime.now(UTC)
+            await self.activation.queue(tracked, requested_at)
+            await self.activation.fill_slots()
 
     # -- rejection -------------------------------------------------------------------------------
 

@@ -14,10 +14,13 @@ from typing import TYPE_CHECKING, Any
 from .settings import Settings
 
 if TYPE_CHECKING:
+    from .activation import ActivationCoordinator, ActivationRequestOrchestrator
+    from .browse import BrowseOrchestrator
     from .events import EventPublisher, RetryScheduler
     from .graph import GraphGateway
     from .ledger import Ledger
     from .restore import RestoreOrchestrator
+    from .tracker import SessionTracker
 
 
 @dataclass
@@ -28,6 +31,7 @@ class Runtime:
     publisher: EventPublisher
     restore_scheduler: RetryScheduler
     _closers: list[Any] = field(default_factory=list)
+    browse_scheduler: RetryScheduler | None = None
 
     @classmethod
     async def create(cls, settings: Settings) -> Runtime:
@@ -48,13 +52,42 @@ class Runtime:
         requests_sender = bus.get_queue_sender(settings.restore_requests_queue)
         runtime = cls(settings, graph, ledger, EventPublisher(events_sender), RetryScheduler(requests_sender))
         runtime._closers = [events_sender, requests_sender, bus, graph, ledger, credential]
+        browse_sender = bus.get_queue_sender(settings.browse_requests_queue)
+        runtime.browse_scheduler = RetryScheduler(browse_sender)
+        runtime._closers.insert(0, browse_sender)  # closed before the client it belongs to
         return runtime
 
     def restore_orchestrator(self) -> RestoreOrchestrator:
         from .restore import RestoreOrchestrator
 
         return RestoreOrchestrator(self.settings, self.graph, self.ledger, self.publisher,
-                                   self.restore_scheduler)
+                                   self.restore_scheduler, activation=self.activation_coordinator())
+
+    def activation_coordinator(self) -> ActivationCoordinator:
+        from .activation import ActivationCoordinator
+        from .activation_ledger import ActivationLedger
+
+        return ActivationCoordinator(self.settings, self.graph, self.ledger, ActivationLedger(self.ledger.table),
+                                     self.publisher)
+
+    def activation_requests(self) -> ActivationRequestOrchestrator:
+        from .activation import ActivationRequestOrchestrator
+
+        return ActivationRequestOrchestrator(self.activation_coordinator())
+
+    def session_tracker(self) -> SessionTracker:
+        from .tracker import SessionTracker
+
+        coordinator = self.activation_coordinator()
+        return SessionTracker(self.settings, self.graph, self.ledger, coordinator.store, coordinator,
+                              self.publisher)
+
+    def browse_orchestrator(self) -> BrowseOrchestrator:
+        from .browse import BrowseOrchestrator
+
+        if self.browse_scheduler is None:
+            raise RuntimeError("this runtime has no scheduler for the browse-requests queue")
+        return BrowseOrchestrator(self.settings, self.graph, self.ledger, self.publisher, self.browse_scheduler)
 
     async def aclose(self) -> None:
         for closer in self._closers:

@@ -74,6 +74,12 @@ class Settings:
     reconcile_window_seconds: float = 900.0
     event_max_bytes: int = 240_000
     max_delivery_count: int = 10
+    activation_backoff_seconds: float = 60.0
+    tracker_concurrency: int = 16
+    tracker_time_budget_seconds: float = 240.0
+    draft_session_max_age_hours: float = 168.0
+    reserved_slot_grace_seconds: float = 120.0
+    session_tracker_schedule: str = "0 */1 * * * *"
 
     @property
     def graph_host(self) -> str:
@@ -116,6 +122,12 @@ class Settings:
             reconcile_window_seconds=reader.number("RECONCILE_WINDOW_SECONDS", 900.0, 60.0, 86_400.0),
             event_max_bytes=reader.integer("EVENT_MAX_BYTES", 240_000, 16_000, 100_000_000),
             max_delivery_count=reader.integer("MESSAGE_MAX_DELIVERY_COUNT", 10, 1, 2000),
+            activation_backoff_seconds=reader.number("ACTIVATION_BACKOFF_SECONDS", 60.0, 0.0, 3600.0),
+            tracker_concurrency=reader.integer("TRACKER_CONCURRENCY", 16, 1, 128),
+            tracker_time_budget_seconds=reader.number("TRACKER_TIME_BUDGET_SECONDS", 240.0, 5.0, 3600.0),
+            draft_session_max_age_hours=reader.number("DRAFT_SESSION_MAX_AGE_HOURS", 168.0, 0.0, 24.0 * 365),
+            reserved_slot_grace_seconds=reader.number("RESERVED_SLOT_GRACE_SECONDS", 120.0, 0.0, 3600.0),
+            session_tracker_schedule=reader.schedule("SESSION_TRACKER_SCHEDULE", "0 */1 * * * *"),
         )
         settings.validate_graph_credentials()
         return settings
@@ -234,6 +246,13 @@ class _Reader:
             raise SettingsError(f"{name} must be a number, got {raw!r}") from None
         if not low <= value <= high:
             raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
+        return value
+
+    def schedule(self, name: str, default: str) -> str:
+        value = self._raw(name) or default
+        if len(value.split()) != 6:
+            raise SettingsError(f"{name} must be an NCRONTAB expression with six fields "
+                                f"(second minute hour day month weekday), got {value!r}")
         return value
 
     def destination_types(self, name: str) -> tuple[str, ...]:

@@ -23,7 +23,7 @@ def graph_emulator() -> Iterator[GraphEmulator]:
 
 @pytest.fixture
 def graph(graph_emulator: GraphEmulator) -> GraphEmulator:
-    graph_emulator.admin.reset(seed=11, drives=300)
+    graph_emulator.admin.reset(seed=11, drives=300, active_cap=25, clock_scale=1.0)
     return graph_emulator
 
 

@@ -141,9 +141,9 @@ class Harness:
         return got
 
     async def run(self, body: bytes | Mapping[str, Any], message_id: str | None = None,
-                  timeout: float = 60.0) -> list[dict[str, Any]]:
+                  timeout: float = 60.0, queue: str = "restore-requests") -> list[dict[str, Any]]:
         """Send one request, wait until the app is idle, and return the events it produced."""
-        await self.send(body, message_id)
+        await self.send(body, message_id, queue=queue)
         await self.settle(timeout)
         return await self.drain_events()
 

@@ -1,0 +1,383 @@
+"""Activation under Graph's cap on active restore sessions.
+
+A created session restores nothing until it is activated, and a tenant may have only `MAX_ACTIVE_SESSIONS`
+(25) sessions activating or active. Sessions waiting for a slot wait in the ledger's activation queue, in the
+order activation was asked for; every worker takes slots by rewriting one ledger row under its ETag, so the
+cap holds across instances. Sessions this service did not create also count in Graph; for those, Graph's
+500 `TooManyActiveRestoreSessions` is the final word: the session goes back to its place in the queue and
+admission pauses for a while.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from .activation_ledger import (
+    ACTIVATED,
+    QUEUED,
+    RESERVED,
+    TERMINAL_STATUSES,
+    ActivationLedger,
+    QueuedSession,
+    Slots,
+    TrackedSession,
+    order_key,
+)
+from .contracts import CloudEvent, decode_body, echo_body
+from .errors import Contended, FieldError, GraphError, GraphRefused, Rejected, RetryLater
+from .graph import GraphGateway, parse_graph_time
+from .ledger import BatchRecord, Ledger
+from .messages import InboundMessage
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+MAX_SESSION_IDS = 1000
+
+
+class _Outcome:
+    ACTIVATED = "activated"
+    CAP_REACHED = "cap-reached"
+    RETRY = "retry"
+    UNKNOWN = "unknown"
+    DROPPED = "dropped"
+
+
+@dataclass(frozen=True)
+class ActivationRequest:
+    key: str
+    request_id: str | None
+    session_ids: tuple[str, ...]
+
+
+def session_event(event_type: str, event_id: str, request_id: str, session_id: str, data: dict[str, Any],
+                  incident_id: str | None = None) -> CloudEvent:
+    body = {"requestId": request_id, "sessionId": session_id, **data}
+    return CloudEvent(id=event_id, type=event_type, subject=request_id, data=body,
+                      correlation_id=incident_id or request_id, request_id=request_id, incident_id=incident_id,
+                      session_id=session_id)
+
+
+class ActivationCoordinator:
+    """Queues sessions for activation and fills free slots, first requested first activated."""
+
+    def __init__(self, settings: Settings, graph: GraphGateway, ledger: Ledger, store: ActivationLedger,
+                 publisher: Any) -> None:
+        self.settings = settings
+        self.graph = graph
+        self.ledger = ledger
+        self.store = store
+        self.publisher = publisher
+        self.pause_after_cap = timedelta(seconds=settings.activation_backoff_seconds)
+
+    # -- tracking and queueing --------------------------------------------------------------------
+
+    async def track_created(self, request_id: str, batches: Sequence[BatchRecord],
+                            incident_id: str | None = None) -> list[TrackedSession]:
+        """Start tracking every created session of a request (idempotent)."""
+        tracked: list[TrackedSession] = []
+        for batch in batches:
+            if not batch.session_id:
+                continue
+            created = parse_graph_time(batch.created_date_time) or datetime.now(UTC)
+            tracked.append(await self.store.track(TrackedSession(
+                batch.session_id, request_id, batch.index, status=batch.session_status or "draft",
+                created_at=created, incident_id=incident_id)))
+        return tracked
+
+    async def queue(self, sessions: Sequence[TrackedSession], requested_at: datetime) -> dict[str, list[str]]:
+        """Put draft sessions in the activation queue, once each. Returns what happened to each session."""
+        report: dict[str, list[str]] = {"queued": [], "alreadyQueued": [], "alreadyActivated": [], "notDraft": []}
+        for session in sessions:
+            for _ in range(5):
+                if session.activation == ACTIVATED or session.activation == RESERVED:
+                    report["alreadyActivated"].append(session.session_id)
+                    break
+                if session.status != "draft":
+                    report["notDraft"].append(session.session_id)
+                    break
+                key = session.queue_key or order_key(requested_at, session.request_id, session.index)
+                if session.activation == QUEUED:
+                    report["alreadyQueued"].append(session.session_id)
+                else:
+                    try:
+                        session = await self.store.update_tracked(replace(session, activation=QUEUED, queue_key=key))
+                    except Contended:
+                        fresh = await self.store.tracked(session.session_id)
+                        if fresh is None:
+                            break
+                        session = fresh
+                        continue
+                    report["queued"].append(session.session_id)
+                # Re-creating a queue row that exists is a no-op, so a crash between the two writes heals here.
+                await self.store.enqueue(QueuedSession(key, session.session_id, session.request_id, session.index))
+                break
+        return report
+
+    # -- admission ----------------------------------------------------------------------------------
+
+    async def _update_slots(self, change: Callable[[Slots], Slots | None]) -> Slots:
+        for _ in range(50):
+            slots = await self.store.read_slots()
+            changed = change(slots)
+            if changed is None:
+                return slots
+            try:
+                return await self.store.write_slots(changed)
+            except Contended:
+                await asyncio.sleep(0.01)
+        raise Contended("the activation slots are too contended")
+
+    async def release(self, session_id: str) -> None:
+        def drop(slots: Slots) -> Slots | None:
+            if session_id not in slots.holders:
+                return None
+            holders = {k: v for k, v in slots.holders.items() if k != session_id}
+            return Slots(holders, slots.backoff_until, slots.etag)
+
+        await self._update_slots(drop)
+
+    async def _mark_holder(self, session_id: str, state: str) -> None:
+        def mark(slots: Slots) -> Slots | None:
+            holder = slots.holders.get(session_id)
+            if holder is None or holder.get("state") == state:
+                return None
+            holders = {**slots.holders, session_id: {**holder, "state": state}}
+            return Slots(holders, slots.backoff_until, slots.etag)
+
+        await self._update_slots(mark)
+
+    async def _pause(self, seconds: float) -> None:
+        until = datetime.now(UTC) + timedelta(seconds=seconds)
+
+        def pause(slots: Slots) -> Slots | None:
+            if slots.backoff_until and slots.backoff_until >= until:
+                return None
+            return Slots(slots.holders, until, slots.etag)
+
+        await self._update_slots(pause)
+
+    async def fill_slots(self) -> int:
+        """Activate waiting sessions while slots are free. Returns how many were activated."""
+        activated = 0
+        cap = self.settings.max_active_sessions
+        gate = asyncio.Semaphore(self.settings.graph_create_concurrency)
+
+        async def activate(item: QueuedSession) -> str:
+            async with gate:
+                return await self._activate(item)
+
+        for _ in range(100):
+            slots = await self.store.read_slots()
+            now = datetime.now(UTC)
+            if slots.backoff_until and slots.backoff_until > now:
+                return activated
+            free = slots.free(cap)
+            if free == 0:
+                return activated
+            head = await self.store.head_of_queue(free + len(slots.holders))
+            candidates = [q for q in head if q.session_id not in slots.holders][:free]
+            if not candidates:
+                return activated
+            holders = dict(slots.holders)
+            for item in candidates:
+                holders[item.session_id] = {"state": "reserved", "since": now.isoformat(), "requestId": item.request_id,
+                                            "index": item.index, "queueKey": item.key}
+            try:
+                await self.store.write_slots(Slots(holders, None, slots.etag))
+            except Contended:
+                continue  # another worker took slots first: look again
+            outcomes = await asyncio.gather(*(activate(c) for c in candidates))
+            activated += outcomes.count(_Outcome.ACTIVATED)
+            if _Outcome.CAP_REACHED in outcomes or _Outcome.RETRY in outcomes:
+                return activated
+        return activated
+
+    async def _activate(self, item: QueuedSession) -> str:
+        """Activate one session whose slot is reserved."""
+        session = await self.store.tracked(item.session_id)
+        if session is None or session.activation == ACTIVATED or session.status in TERMINAL_STATUSES:
+            await self.store.dequeue(item.key)
+            await self.release(item.session_id)
+            return _Outcome.DROPPED
+        try:
+            session = await self.store.update_tracked(replace(session, activation=RESERVED))
+        except Contended:
+            await self.release(item.session_id)
+            return _Outcome.RETRY
+        await self.store.dequeue(item.key)
+        return await self.activate_reserved(session)
+
+    async def activate_reserved(self, session: TrackedSession) -> str:
+        """Call Graph for a session that holds a reserved slot; settle the slot by the answer."""
+        try:
+            answer = await self.graph.activate_session(session.session_id)
+            status = str(answer.get("status") or "activating")
+        except GraphRefused as refused:
+            if refused.error.code == "RestoreSessionActionNotAllowed":
+                # Not a draft any more: an earlier attempt (or someone else) activated it. Graph's state decides.
+                status = str((await self.graph.get_session(session.session_id)).get("status"))
+                if status == "draft":
+                    await self._requeue(session)
+                    return _Outcome.RETRY
+            else:
+                await self._refused(session, refused.error)
+                return _Outcome.DROPPED
+        except RetryLater as retry:
+            if retry.error.code == "TooManyActiveRestoreSessions":
+                log.warning("Graph refused activation of %s: too many active sessions; pausing admission",
+                            session.session_id)
+                await self._requeue(session)
+                await self._pause(max(retry.after or 0.0, self.pause_after_cap.total_seconds()))
+                return _Outcome.CAP_REACHED
+            if retry.outcome_unknown:
+                return _Outcome.UNKNOWN  # the slot stays reserved; the tracker looks at Graph's state later
+            await self._requeue(session)
+            await self._pause(retry.after or 5.0)
+            return _Outcome.RETRY
+        await self.on_activated(session, status)
+        return _Outcome.ACTIVATED
+
+    async def on_activated(self, session: TrackedSession, status: str) -> TrackedSession:
+        """Graph took the activation: hold the slot as active, record it, publish it (once)."""
+        await self._mark_holder(session.session_id, "active")
+        fresh = await self.store.tracked(session.session_id) or session
+        fresh = await self._save(replace(fresh, activation=ACTIVATED, status=status))
+        if not fresh.activated_published:
+            await self.publisher.publish([session_event(
+                "restore.session.activated", f"{fresh.session_id}:activated", fresh.request_id, fresh.session_id,
+                {"status": status, "index": fresh.index}, fresh.incident_id)])
+            fresh = await self._save(replace(fresh, activated_published=True))
+        return fresh
+
+    async def _save(self, session: TrackedSession) -> TrackedSession:
+        for _ in range(5):
+            try:
+                return await self.store.update_tracked(session)
+            except Contended:
+                fresh = await self.store.tracked(session.session_id)
+                if fresh is None:
+                    return session
+                session = replace(session, etag=fresh.etag)
+        raise Contended(f"tracking row of {session.session_id} keeps changing")
+
+    async def _requeue(self, session: TrackedSession) -> None:
+        key = session.queue_key or order_key(datetime.now(UTC), session.request_id, session.index)
+        await self._save(replace(session, activation=QUEUED, queue_key=key))
+        await self.store.enqueue(QueuedSession(key, session.session_id, session.request_id, session.index))
+        await self.release(session.session_id)
+
+    async def _refused(self, session: TrackedSession, error: GraphError) -> None:
+        log.error("Graph refused to activate %s: %s %s", session.session_id, error.code, error.message)
+        await self._save(replace(session, activation="refused"))
+        await self.release(session.session_id)
+        await self.publisher.publish([session_event(
+            "restore.session.failed", f"{session.request_id}:session:{session.index}:activation-failed",
+            session.request_id, session.session_id,
+            {"index": session.index, "stage": "activation", "error": error.to_json()}, session.incident_id)])
+
+
+# ---------------------------------------------------------------------------------------------------
+# The activation_requests queue: approvals by requestId or by session ids
+
+
+def parse_activation_request(document: Any, message_id: str | None) -> ActivationRequest:
+    if not isinstance(document, dict):
+        raise Rejected([FieldError("(body)", "must be a JSON object with requestId or sessionIds")])
+    errors: list[FieldError] = []
+    for name in sorted(set(document) - {"requestId", "sessionIds", "incidentId", "requestedBy", "reason"}):
+        errors.append(FieldError(name, "is not a field of an activation request (check the spelling)"))
+    request_id = document.get("requestId")
+    session_ids = document.get("sessionIds")
+    if request_id is not None and not (isinstance(request_id, str) and _REQUEST_ID.match(request_id)):
+        errors.append(FieldError("requestId", "must be 1 to 128 characters of letters, digits and . _ : -"))
+    if (request_id is None) == (session_ids is None):
+        errors.append(FieldError("(body)", "give either requestId (every draft session of that restore request) "
+                                           "or sessionIds, not both and not neither"))
+    ids: list[str] = []
+    if session_ids is not None:
+        if not isinstance(session_ids, list) or not 1 <= len(session_ids) <= MAX_SESSION_IDS:
+            errors.append(FieldError("sessionIds", f"must be an array of 1 to {MAX_SESSION_IDS} session ids"))
+        else:
+            for position, value in enumerate(session_ids):
+                if not isinstance(value, str) or not value.strip() or len(value) > 128:
+                    errors.append(FieldError(f"sessionIds[{position}]", "must be a non-empty session id"))
+                elif value not in ids:
+                    ids.append(value)
+    if errors:
+        raise Rejected(errors)
+    key = request_id if isinstance(request_id, str) else (message_id or "unknown")
+    return ActivationRequest(key, request_id if isinstance(request_id, str) else None, tuple(ids))
+
+
+class ActivationRequestOrchestrator:
+    def __init__(self, coordinator: ActivationCoordinator) -> None:
+        self.coordinator = coordinator
+
+    async def handle(self, message: InboundMessage) -> list[CloudEvent]:
+        publisher = self.coordinator.publisher
+        document: Any = None
+        try:
+            document = decode_body(message.body)
+            command = parse_activation_request(document, message.message_id)
+        except Rejected as rejected:
+            key = (document.get("requestId") if isinstance(document, dict) and isinstance(
+                document.get("requestId"), str) and _REQUEST_ID.match(document["requestId"]) else None)
+            event = self._rejected(key or message.message_id or "unknown", key, rejected.errors, message.body)
+            await publisher.publish([event])
+            return [event]
+
+        store, ledger = self.coordinator.store, self.coordinator.ledger
+        errors: list[FieldError] = []
+        sessions: list[TrackedSession] = []
+        requested_at = message.enqueued_time or datetime.now(UTC)
+        if command.request_id:
+            record = await ledger.get_request(command.request_id)
+            if record is None:
+                errors.append(FieldError("requestId", f"no restore request {command.request_id!r} is recorded; "
+                                                      "send the activation after restore.request.accepted"))
+            else:
+                await ledger.set_request_state(command.request_id, record.state, ActivationRequested=True,
+                                               ActivationRequestedAt=requested_at)
+                batches = await ledger.load_batches(command.request_id)
+                sessions = await self.coordinator.track_created(command.request_id, batches, record.incident_id)
+        else:
+            for position, session_id in enumerate(command.session_ids):
+                tracked = await store.tracked(session_id)
+                if tracked is None:
+                    errors.append(FieldError(f"sessionIds[{position}]", f"session {session_id} is not a draft "
+                                                                         "session created by this service, or it "
+                                                                         "has already finished"))
+                else:
+                    sessions.append(tracked)
+        events: list[CloudEvent] = []
+        if errors:
+            events.append(self._rejected(command.key, command.request_id, errors, message.body))
+        if sessions:
+            report = await self.coordinator.queue(sessions, requested_at)
+            events.append(CloudEvent(
+                id=f"{command.key}:activation:{message.message_id}:accepted", type="activation.request.accepted",
+                subject=command.key,
+                data={"requestId": command.request_id, "sessionIds": list(command.session_ids) or None, **report},
+                correlation_id=command.key, request_id=command.request_id or command.key))
+        if events:
+            await publisher.publish(events)
+        if sessions:
+            await self.coordinator.fill_slots()
+        return events
+
+    @staticmethod
+    def _rejected(key: str, request_id: str | None, errors: list[FieldError], body: bytes) -> CloudEvent:
+        data: dict[str, Any] = {"requestId": request_id, "errors": [e.to_json() for e in errors]}
+        data.update(echo_body(body))
+        return CloudEvent(id=f"{key}:activation:rejected", type="activation.request.rejected", subject=key,
+                          data=data, correlation_id=key, request_id=request_id or key)
+
+

@@ -1,0 +1,249 @@
+"""SessionTracker: follows every session the service created until it ends, and keeps the slots full.
+
+Runs on a timer. Each run holds a lease in the ledger so two runs never overlap, polls the sessions that
+are activating or active (oldest check first, bounded concurrency, inside a time budget), publishes
+`restore.session.activated` and `restore.session.completed` (with every artifact's outcome), frees the slot
+of each finished session, publishes `restore.request.completed` when a request's last session ends, deletes
+drafts nobody approved in time, and then activates the next waiting sessions.
+
+Every step publishes before it forgets: a run that dies half-way is repeated by the next one, and the
+deterministic event ids let the topic drop what was already sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from .activation import ActivationCoordinator, session_event
+from .activation_ledger import ACTIVATED, NOT_REQUESTED, RESERVED, TERMINAL_STATUSES, ActivationLedger, TrackedSession
+from .contracts import CloudEvent
+from .errors import Contended, GraphRefused, RetryLater
+from .graph import GraphGateway
+from .ledger import Ledger, SessionOutcome
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+_EPOCH = datetime.min.replace(tzinfo=UTC)
+DELETED = "deleted"
+
+
+@dataclass
+class TrackerReport:
+    lease_held: bool = True
+    tracked: int = 0
+    polled: int = 0
+    completed: int = 0
+    discarded: int = 0
+    activated: int = 0
+    deferred: int = 0
+    errors: int = 0
+
+
+class SessionTracker:
+    def __init__(self, settings: Settings, graph: GraphGateway, ledger: Ledger, store: ActivationLedger,
+                 coordinator: ActivationCoordinator, publisher: Any) -> None:
+        self.settings = settings
+        self.graph = graph
+        self.ledger = ledger
+        self.store = store
+        self.coordinator = coordinator
+        self.publisher = publisher
+
+    async def run(self, owner: str | None = None) -> TrackerReport:
+        owner = owner or uuid.uuid4().hex
+        budget = self.settings.tracker_time_budget_seconds
+        if not await self.store.acquire_lease(owner, timedelta(seconds=budget + 60)):
+            log.info("another tracker run holds the lease; skipping")
+            return TrackerReport(lease_held=False)
+        try:
+            return await self._run(time.monotonic() + budget)
+        finally:
+            await self.store.release_lease(owner)
+
+    async def _run(self, deadline: float) -> TrackerReport:
+        report = TrackerReport()
+        rows = await self.store.all_tracked()
+        slots = await self.store.read_slots()
+        report.tracked = len(rows)
+        now = datetime.now(UTC)
+        max_age = timedelta(hours=self.settings.draft_session_max_age_hours)
+        to_poll: list[TrackedSession] = []
+        stale: list[TrackedSession] = []
+        for row in rows:
+            if row.activation in (RESERVED, ACTIVATED) or row.session_id in slots.holders or row.status != "draft":
+                to_poll.append(row)
+            elif (row.activation == NOT_REQUESTED and self.settings.draft_session_max_age_hours > 0
+                  and row.created_at is not None and now - row.created_at > max_age):
+                stale.append(row)
+        to_poll.sort(key=lambda r: r.last_checked_at or _EPOCH)
+
+        gate = asyncio.Semaphore(self.settings.tracker_concurrency)
+
+        async def poll(row: TrackedSession) -> None:
+            async with gate:
+                if time.monotonic() > deadline:
+                    report.deferred += 1  # the next run starts with these: they have the oldest checks
+                    return
+                try:
+                    if await self._poll(row, slots.holders.get(row.session_id)):
+                        report.completed += 1
+                    report.polled += 1
+                except (RetryLater, Contended, GraphRefused) as exc:
+                    report.errors += 1
+                    log.warning("tracking %s: %s", row.session_id, exc)
+
+        await asyncio.gather(*(poll(r) for r in to_poll))
+        for row in stale:
+            if time.monotonic() > deadline:
+                break
+            try:
+                await self._discard(row)
+                report.discarded += 1
+            except (RetryLater, Contended, GraphRefused) as exc:
+                report.errors += 1
+                log.warning("discarding %s: %s", row.session_id, exc)
+
+        await self._release_orphan_slots({r.session_id for r in rows})
+        report.activated = await self.coordinator.fill_slots()
+        log.info("tracker run: %s", report)
+        return report
+
+    async def _poll(self, row: TrackedSession, holder: dict[str, Any] | None) -> bool:
+        """Look at one session in Graph and act on what changed. True when it finished."""
+        try:
+            session = await self.graph.get_session(row.session_id)
+        except GraphRefused as refused:
+            if refused.error.status == 404:  # deleted outside this service
+                await self._finish(row, "failed", None, refused.error.to_json())
+                return True
+            raise
+        status = str(session.get("status") or "unknownFutureValue")
+        if status == "draft":
+            if row.activation == RESERVED and holder is not None and self._reserved_too_long(holder):
+                # An activation whose answer was lost (a crash, a timeout): ask again; Graph refuses doubles.
+                await self.coordinator.activate_reserved(row)
+            return False
+        if not row.activated_published or row.activation != ACTIVATED:
+            row = await self.coordinator.on_activated(row, status)
+        if status in TERMINAL_STATUSES:
+            await self._finish(row, status, session, None)
+            return True
+        try:  # the check time orders the next run's polling, oldest first
+            await self.store.update_tracked(replace(row, status=status, last_checked_at=datetime.now(UTC)))
+        except Contended:
+            pass  # someone else recorded a newer state; the next run reads it
+        return False
+
+    def _reserved_too_long(self, holder: dict[str, Any]) -> bool:
+        since = holder.get("since")
+        if not since:
+            return True
+        reserved_at = datetime.fromisoformat(since)
+        return datetime.now(UTC) - reserved_at > timedelta(seconds=self.settings.reserved_slot_grace_seconds)
+
+    async def _finish(self, row: TrackedSession, status: str, session: dict[str, Any] | None,
+                      error: dict[str, Any] | None) -> None:
+        artifacts = await self.graph.session_artifacts(row.session_id) if session is not None else []
+        outcomes = [
+            {
+                "restorePointId": (a.get("restorePoint") or {}).get("id"),
+                "status": a.get("status"),
+                "destinationType": a.get("destinationType"),
+                "restoredSiteId": a.get("restoredSiteId"),
+                "restoredSiteName": a.get("restoredSiteName"),
+                "restoredSiteWebUrl": a.get("restoredSiteWebUrl"),
+                "startDateTime": a.get("startDateTime"),
+                "completionDateTime": a.get("completionDateTime"),
+                "error": a.get("error"),
+            }
+            for a in artifacts
+        ]
+        counts = dict(Counter(str(a["status"]) for a in outcomes))
+        data: dict[str, Any] = {
+            "index": row.index,
+            "status": status,
+            "completedDateTime": (session or {}).get("completedDateTime"),
+            "artifactCounts": counts,
+            "artifacts": outcomes,
+        }
+        if error is not None:
+            data["error"] = error
+        await self.publisher.publish([session_event("restore.session.completed", f"{row.session_id}:completed",
+                                                    row.request_id, row.session_id, data, row.incident_id)])
+        await self._settle(row, status, counts)
+
+    async def _settle(self, row: TrackedSession, status: str, counts: dict[str, int]) -> None:
+        await self.ledger.record_outcome(row.request_id, SessionOutcome(row.index, row.session_id, status, counts))
+        await self.coordinator.release(row.session_id)
+        await self.store.untrack(row.session_id)
+        await self.complete_request_if_done(row.request_id)
+
+    async def _discard(self, row: TrackedSession) -> None:
+        """A draft nobody activated within DRAFT_SESSION_MAX_AGE_HOURS: delete it in Graph and say so."""
+        try:
+            await self.graph.delete_session(row.session_id)
+        except GraphRefused as refused:
+            if refused.error.code == "RestoreSessionActionNotAllowed":
+                # No longer a draft (activated outside this service): follow it instead.
+                await self.store.update_tracked(replace(row, status="unknownFutureValue"))
+                return
+            if refused.error.status != 404:
+                raise
+        age_hours = self.settings.draft_session_max_age_hours
+        event = session_event(
+            "restore.session.deleted", f"{row.session_id}:deleted", row.request_id, row.session_id,
+            {"index": row.index, "reason": f"not activated within {age_hours:g} hours (DRAFT_SESSION_MAX_AGE_HOURS)",
+             "createdDateTime": row.created_at.isoformat() if row.created_at else None},
+            row.incident_id)
+        await self.publisher.publish([event])
+        await self._settle(row, DELETED, {})
+
+    async def _release_orphan_slots(self, tracked_ids: set[str]) -> None:
+        slots = await self.store.read_slots()
+        for session_id in [s for s in slots.holders if s not in tracked_ids]:
+            await self.coordinator.release(session_id)
+
+    async def complete_request_if_done(self, request_id: str) -> CloudEvent | None:
+        """Publish `restore.request.completed` once every session of the request has ended."""
+        record = await self.ledger.get_request(request_id)
+        if record is None or record.state not in ("accepted", "completed"):
+            return None  # still being created (or failed before it was accepted)
+        batches = await self.ledger.load_batches(request_id)
+        created = {b.index: b for b in batches if b.session_id}
+        outcomes = {o.index: o for o in await self.ledger.load_outcomes(request_id)}
+        if any(index not in outcomes for index in created):
+            return None
+        session_totals: Counter[str] = Counter(o.status for o in outcomes.values())
+        artifact_totals: Counter[str] = Counter()
+        for outcome in outcomes.values():
+            artifact_totals.update(outcome.artifact_counts)
+        not_created = sum(len(b.excluded) for b in batches) + sum(
+            len(b.remaining_points) for b in batches if b.state == "failed" and not b.excluded)
+        if not_created:
+            artifact_totals["notCreated"] += not_created
+        failed_batches = sum(1 for b in batches if not b.session_id)
+        if failed_batches:
+            session_totals["notCreated"] += failed_batches
+        event = CloudEvent(
+            id=f"{request_id}:completed", type="restore.request.completed", subject=request_id,
+            data={
+                "requestId": request_id,
+                "incidentId": record.incident_id,
+                "sessionTotals": dict(session_totals),
+                "artifactTotals": dict(artifact_totals),
+                "sessions": [{"index": o.index, "sessionId": o.session_id, "status": o.status}
+                             for o in sorted(outcomes.values(), key=lambda o: o.index)],
+            },
+            correlation_id=record.incident_id or request_id, request_id=request_id, incident_id=record.incident_id)
+        await self.publisher.publish([event])
+        if record.state != "completed":
+            await self.ledger.set_request_state(request_id, "completed")
+        return event
