@@ -462,13 +462,10 @@ class FunctionsHost:
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
         self._tasks.clear()
-        for peeker in self._peekers.values():
-            with contextlib.suppress(Exception):
-                await peeker.close()
+        # Closing an SDK handler waits on the link's detach; close them side by side.
+        await asyncio.gather(*(peeker.close() for peeker in self._peekers.values()), return_exceptions=True)
         self._peekers.clear()
-        for client in self._clients.values():
-            with contextlib.suppress(Exception):
-                await client.close()
+        await asyncio.gather(*(client.close() for client in self._clients.values()), return_exceptions=True)
         self._clients.clear()
         for key, old in self._saved_env.items():
             if old is None:

@@ -344,8 +344,7 @@ class ActivationRequestOrchestrator:
                 errors.append(FieldError("requestId", f"no restore request {command.request_id!r} is recorded; "
                                                       "send the activation after restore.request.accepted"))
             else:
-                await ledger.set_request_state(command.request_id, record.state, ActivationRequested=True,
-                                               ActivationRequestedAt=requested_at)
+                await ledger.mark_activation_requested(command.request_id, requested_at)
                 batches = await ledger.load_batches(command.request_id)
                 sessions = await self.coordinator.track_created(command.request_id, batches, record.incident_id)
         else:

@@ -224,6 +224,12 @@ class Ledger:
                              activate=bool(entity.get("Activate", False)),
                              activation_requested=bool(entity.get("ActivationRequested", False)))
 
+    async def mark_activation_requested(self, request_id: str, requested_at: datetime) -> None:
+        """Remember an approval without touching the request's state (its handler may be changing it)."""
+        entity = {"PartitionKey": request_id, "RowKey": REQUEST_ROW, "ActivationRequested": True,
+                  "ActivationRequestedAt": requested_at}
+        await self._table.update_entity(entity, mode=UpdateMode.MERGE)
+
     async def set_request_state(self, request_id: str, state: str, **fields: Any) -> None:
         entity = {"PartitionKey": request_id, "RowKey": REQUEST_ROW, "State": state,
                   "StateChangedAt": _now(), **fields}

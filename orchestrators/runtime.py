@@ -90,7 +90,14 @@ class Runtime:
         return BrowseOrchestrator(self.settings, self.graph, self.ledger, self.publisher, self.browse_scheduler)
 
     async def aclose(self) -> None:
+        """Close the senders side by side (each waits for its link to detach), then what they belong to."""
+        from azure.servicebus.aio import ServiceBusSender
+
+        senders = [c for c in self._closers if isinstance(c, ServiceBusSender)]
+        await asyncio.gather(*(sender.close() for sender in senders), return_exceptions=True)
         for closer in self._closers:
+            if closer in senders:
+                continue
             close = getattr(closer, "aclose", None) or getattr(closer, "close", None)
             if close is None:
                 continue
