@@ -14,11 +14,10 @@ Guarantees, in the order they are earned:
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import random
 from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
@@ -46,8 +45,6 @@ POLL_BUDGET_SECONDS = 20.0
 POLL_FIRST_DELAY_SECONDS = 0.5
 POLL_MAX_DELAY_SECONDS = 5.0
 #: Service Bus refuses longer message ids, and the event id is the message id.
-MAX_EVENT_ID_LENGTH = 128
-
 T = TypeVar("T")
 
 
@@ -119,7 +116,6 @@ class BrowseOrchestrator:
         incident = document.get("incidentId") if isinstance(document, dict) else None
         incident = incident if isinstance(incident, str) and incident.isprintable() else None
         event = rejected_event("browse", key, request_id, incident, errors, message.body)
-        event = replace(event, id=fit_event_id(event.id))
         await self.publisher.publish([event])
         log.warning("browse request %s rejected: %s", key, "; ".join(e.message for e in errors[:3]))
         return BrowseOutcome("rejected", key, (event,))
@@ -302,18 +298,10 @@ def browse_event(request: BrowseRequest, event_type: str, event_id: str, data: d
     base: dict[str, Any] = {"requestId": request.request_id, "incidentId": request.incident_id}
     base.update(data)
     return CloudEvent(
-        id=fit_event_id(event_id), type=event_type, subject=request.request_id, data=base,
+        id=event_id, type=event_type, subject=request.request_id, data=base,
         correlation_id=request.correlation_id, request_id=request.request_id,
         incident_id=request.incident_id, session_id=session_id,
     )
-
-
-def fit_event_id(event_id: str) -> str:
-    """The contract's id, unless Service Bus would refuse it as a message id: then a stable shortened form."""
-    if len(event_id) <= MAX_EVENT_ID_LENGTH:
-        return event_id
-    digest = hashlib.sha256(event_id.encode()).hexdigest()[:40]
-    return f"{event_id[:MAX_EVENT_ID_LENGTH - 42]}~{digest}"
 
 
 async def _bounded(limit: int, calls: Sequence[Awaitable[T]]) -> list[T | BaseException]:

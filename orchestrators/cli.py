@@ -52,8 +52,73 @@ def _validate_file(path: str, message_id: str) -> Any:
         raise SystemExit(2) from None
 
 
+def _selection_document(args: argparse.Namespace) -> bytes | None:
+    """A restore request built from --users/--before (and friends), or None when no selection is given."""
+    if not getattr(args, "users", None):
+        return None
+    if not args.before:
+        raise SystemExit("--before (the point in time, ISO 8601 with a zone) is required with --users")
+    users = [line.strip() for line in Path(args.users).read_text().splitlines()
+             if line.strip() and not line.lstrip().startswith("#")]
+    selection: dict[str, Any] = {"users": users, "pointInTime": args.before}
+    if args.not_before:
+        selection["notBefore"] = args.not_before
+    if args.strategy:
+        selection["strategy"] = args.strategy
+    document: dict[str, Any] = {"requestId": args.request_id or f"cli-{uuid.uuid4().hex[:12]}",
+                                "destinationType": args.destination, "selection": selection}
+    return json.dumps(document).encode()
+
+
+def _validate(body: bytes, label: str, message_id: str) -> Any:
+    try:
+        return parse_restore_request(decode_body(body), message_id, _policy())
+    except Rejected as rejected:
+        print(f"{label}: the request would be rejected:", file=sys.stderr)
+        for error in rejected.errors:
+            print(f"  {error.field}: {error.message}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+async def plan_selection(request: Any, out: Any = None) -> int:
+    """Resolve a selection through Graph (as the service would, nothing written) and print a row per drive."""
+    from .credentials import graph_credential
+    from .graph import GraphGateway
+    from .selection import SelectionResolver
+    from .settings import Settings
+
+    out = out or sys.stdout
+    settings = Settings.from_env()
+    credential = graph_credential(settings)
+    graph = GraphGateway.create(credential, settings.graph_base_url, timeout=settings.graph_timeout_seconds,
+                                throttle_wait_limit=settings.graph_throttle_wait_limit_seconds)
+    try:
+        resolution = await SelectionResolver(settings, graph, None).resolve(request, record=False, search=True)
+    finally:
+        await graph.aclose()
+        close = getattr(credential, "close", None)
+        if close is not None and asyncio.iscoroutine(result := close()):
+            await result
+    summary = resolution.summary()
+    print(f"request {request.request_id}: {summary['driveCount']} drives, {summary['resolvedDriveCount']} with a "
+          f"restore point in [{summary['windowStart']}, {summary['windowEnd']}]; strategy {resolution.strategy}; "
+          f"{graph.calls} Graph calls", file=out)
+    print(f"{'selector':<40} {'protectionDateTime':<22} restorePointId / reason", file=out)
+    for drive in resolution.drives:
+        when = drive.protection_date_time or ""
+        print(f"{drive.selector[:40]:<40} {when:<22} {drive.restore_point_id or drive.reason}", file=out)
+    return 0
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
+    selection_body = _selection_document(args)
+    if selection_body is not None or not args.file:
+        if selection_body is None:
+            raise SystemExit("give a request FILE, or --users FILE --before TIME")
+        return asyncio.run(plan_selection(_validate(selection_body, "--users", "local-plan")))
     _, request = _validate_file(args.file, "local-plan")
+    if request.selection is not None:
+        return asyncio.run(plan_selection(request))
     cap = int(os.environ.get("MAX_ARTIFACTS_PER_SESSION", "50"))
     plans = plan_sessions(request.artifacts, cap)
     print(f"request {request.request_id}: {len(request.artifacts)} restore points -> {len(plans)} sessions "
@@ -73,7 +138,13 @@ async def _submit(args: argparse.Namespace) -> int:
     from .settings import Settings
 
     message_id = args.message_id or str(uuid.uuid4())
-    body, request = _validate_file(args.file, message_id)
+    selection_body = _selection_document(args)
+    if selection_body is not None:
+        body, request = selection_body, _validate(selection_body, "--users", message_id)
+    elif args.file:
+        body, request = _validate_file(args.file, message_id)
+    else:
+        raise SystemExit("give a request FILE, or --users FILE --before TIME")
     settings = Settings.from_env()
     async with service_bus_client(settings.service_bus) as client, \
             client.get_queue_sender(settings.restore_requests_queue) as sender:
@@ -210,10 +281,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--settings", help="a local.settings.json-style file to read settings from")
     sub = parser.add_subparsers(dest="command", required=True)
     p_submit = sub.add_parser("submit", help="validate a restore request file and send it")
-    p_submit.add_argument("file")
+    p_submit.add_argument("file", nargs="?")
     p_submit.add_argument("--message-id", help="defaults to a new GUID")
-    p_plan = sub.add_parser("plan", help="show the sessions a request would create (locally)")
-    p_plan.add_argument("file")
+    p_plan = sub.add_parser("plan", help="show the sessions a request would create (a selection: per drive)")
+    p_plan.add_argument("file", nargs="?")
+    for p in (p_submit, p_plan):
+        p.add_argument("--users", help="restore by point in time: a file of owner emails, one a line")
+        p.add_argument("--before", help="the point in time (ISO 8601 with a zone), e.g. 2026-11-20T03:00Z")
+        p.add_argument("--not-before", help="ignore restore points older than this (default: a year before)")
+        p.add_argument("--strategy", choices=("auto", "standard", "bulk"))
+        p.add_argument("--destination", choices=DESTINATION_TYPES, default="new")
+        p.add_argument("--request-id", help="the requestId of a selection request (default: generated)")
     p_events = sub.add_parser("events", help="print events from the events topic as they arrive")
     p_events.add_argument("--subscription", default="all")
     p_events.add_argument("--count", type=int, help="stop after this many events")

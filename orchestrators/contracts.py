@@ -11,7 +11,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .errors import FieldError, Rejected
@@ -45,10 +45,44 @@ class RestoreRequest:
     activate: bool
     dry_run: bool
     payload_hash: str
+    destination_type: str = "new"
+    selection: Selection | None = None
 
     @property
     def correlation_id(self) -> str:
         return self.incident_id or self.request_id
+
+
+STRATEGIES = ("auto", "standard", "bulk")
+#: Graph's limit on the drives of one bulk addition request.
+BULK_MAX_DRIVES = 10_000
+_SELECTION_FIELDS = frozenset({"users", "directoryObjectIds", "protectionUnitIds", "pointInTime", "notBefore",
+                               "strategy"})
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+RETENTION = timedelta(days=365)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Restore by point in time: whose OneDrives, and the window their restore point must lie in."""
+
+    users: tuple[str, ...]
+    directory_object_ids: tuple[str, ...]
+    protection_unit_ids: tuple[str, ...]
+    point_in_time: datetime
+    not_before: datetime
+    strategy: str = "auto"
+
+    @property
+    def size(self) -> int:
+        return len(self.users) + len(self.directory_object_ids) + len(self.protection_unit_ids)
+
+    def canonical(self) -> dict[str, Any]:
+        return {"users": list(self.users), "directoryObjectIds": list(self.directory_object_ids),
+                "protectionUnitIds": list(self.protection_unit_ids),
+                "pointInTime": self.point_in_time.isoformat(), "notBefore": self.not_before.isoformat(),
+                "strategy": self.strategy}
 
 
 @dataclass(frozen=True)
@@ -160,18 +194,16 @@ def parse_restore_request(document: Any, message_id: str | None, policy: Validat
     default_destination = document.get("destinationType", "new")
     _check_destination(errors, "destinationType", default_destination, policy)
 
+    selection: Selection | None = None
     if "selection" in document:
-        errors.add(
-            "selection",
-            "restore by point in time is not supported yet; list the restore points in 'artifacts'",
-        )
+        selection = parse_selection(errors, document["selection"], policy)
         if "artifacts" in document:
             errors.add("artifacts", "give either 'artifacts' or 'selection', not both")
     elif "artifacts" not in document:
         errors.add("artifacts", "is required: a list of {\"restorePointId\": ...} objects")
 
     artifacts = _parse_artifacts(errors, document.get("artifacts"), default_destination, policy) \
-        if "artifacts" in document else ()
+        if "artifacts" in document and "selection" not in document else ()
 
     if document.get("activate") is True and not policy.activation_supported:
         errors.add(
@@ -191,8 +223,87 @@ def parse_restore_request(document: Any, message_id: str | None, policy: Validat
         artifacts=artifacts,
         activate=bool(document.get("activate", False)),
         dry_run=bool(document.get("dryRun", False)),
-        payload_hash=payload_hash(document, artifacts),
+        payload_hash=payload_hash(document, artifacts, selection),
+        destination_type=str(default_destination),
+        selection=selection,
     )
+
+
+def _parse_instant(errors: _Errors, field: str, value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        errors.add(field, f"must be an ISO 8601 date-time string with a zone, got {_json_type(value)}")
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        errors.add(field, f"is not an ISO 8601 date-time: {value[:40]!r}")
+        return None
+    if parsed.tzinfo is None:
+        errors.add(field, "must carry a zone (for example 2026-11-20T03:00:00Z)")
+        return None
+    return parsed.astimezone(UTC)
+
+
+def _selector_list(errors: _Errors, selection: dict[str, Any], name: str, pattern: re.Pattern[str],
+                   expected: str) -> tuple[str, ...]:
+    """The valid, distinct (case-insensitively) values of one selector list, in request order."""
+    items = selection.get(name)
+    if items is None:
+        return ()
+    if not isinstance(items, list):
+        errors.add(f"selection.{name}", f"must be an array of strings, got {_json_type(items)}")
+        return ()
+    seen: set[str] = set()
+    result: list[str] = []
+    for position, item in enumerate(items):
+        if not isinstance(item, str) or len(item) > 256 or not pattern.match(item.strip()):
+            errors.add(f"selection.{name}[{position}]", f"must be {expected}, got {json.dumps(item)[:60]}")
+            continue
+        key = item.strip().lower()
+        if key not in seen:
+            seen.add(key)
+            result.append(item.strip())
+    return tuple(result)
+
+
+def parse_selection(errors: _Errors, value: Any, policy: ValidationPolicy) -> Selection | None:
+    """Validate `selection`; None (with errors added) when it cannot be used."""
+    if not isinstance(value, dict):
+        errors.add("selection", f"must be an object with users and pointInTime, got {_json_type(value)}")
+        return None
+    count = len(errors.items)
+    for name in sorted(set(value) - _SELECTION_FIELDS):
+        errors.add(f"selection.{name}", "is not a field of a selection (check the spelling)")
+    users = _selector_list(errors, value, "users", _EMAIL, "an email address (UPN)")
+    directory_ids = _selector_list(errors, value, "directoryObjectIds", _GUID, "a directory object id (a GUID)")
+    unit_ids = _selector_list(errors, value, "protectionUnitIds", re.compile(r"^\S+$"), "a protection unit id")
+    total = sum(len(value.get(n) or []) if isinstance(value.get(n), list) else 0
+                for n in ("users", "directoryObjectIds", "protectionUnitIds"))
+    if total == 0:
+        errors.add("selection", "must name at least one OneDrive in users, directoryObjectIds or protectionUnitIds")
+    elif total > policy.max_artifacts_per_request:
+        errors.add("selection", f"names {total} OneDrives; at most {policy.max_artifacts_per_request} are "
+                                "accepted in one request (split it into several requests)")
+    point_in_time = None
+    if "pointInTime" not in value:
+        errors.add("selection.pointInTime", "is required: the instant to restore to, ISO 8601 with a zone")
+    else:
+        point_in_time = _parse_instant(errors, "selection.pointInTime", value["pointInTime"])
+    not_before = None
+    if value.get("notBefore") is not None:
+        not_before = _parse_instant(errors, "selection.notBefore", value["notBefore"])
+        if not_before is not None and point_in_time is not None and not_before >= point_in_time:
+            errors.add("selection.notBefore", "must be before pointInTime")
+    strategy = value.get("strategy", "auto")
+    if strategy not in STRATEGIES:
+        errors.add("selection.strategy", f"must be one of {', '.join(STRATEGIES)}, got {json.dumps(strategy)[:40]}")
+    elif strategy == "bulk" and total > BULK_MAX_DRIVES:
+        errors.add("selection.strategy", f"a bulk restore takes at most {BULK_MAX_DRIVES} OneDrives "
+                                         "(Graph's limit); use standard or split the request")
+    if len(errors.items) > count or point_in_time is None:
+        return None
+    return Selection(users, directory_ids, unit_ids, point_in_time, not_before or point_in_time - RETENTION,
+                     str(strategy))
 
 
 def _check_destination(errors: _Errors, field: str, value: Any, policy: ValidationPolicy) -> bool:
@@ -254,13 +365,17 @@ def _parse_artifacts(errors: _Errors, items: Any, default_destination: Any,
     return tuple(result)
 
 
-def payload_hash(document: dict[str, Any], artifacts: tuple[Artifact, ...]) -> str:
+def payload_hash(document: dict[str, Any], artifacts: tuple[Artifact, ...],
+                 selection: Selection | None = None) -> str:
     """A fingerprint of what the request asks for, to tell a redelivery from a reused requestId."""
-    canonical = {
+    canonical: dict[str, Any] = {
         "artifacts": [[a.restore_point_id, a.destination_type] for a in artifacts],
         "activate": bool(document.get("activate", False)),
         "incidentId": document.get("incidentId"),
     }
+    if selection is not None:
+        canonical["selection"] = selection.canonical()
+        canonical["destinationType"] = document.get("destinationType", "new")
     raw = json.dumps(canonical, separators=(",", ":"), sort_keys=True).encode()
     return hashlib.sha256(raw).hexdigest()
 
@@ -331,6 +446,17 @@ def parse_browse_request(document: Any, message_id: str | None) -> BrowseRequest
 # CloudEvents
 
 
+MAX_EVENT_ID_LENGTH = 128  # Service Bus refuses longer message ids, and the event id is the message id
+
+
+def fit_event_id(event_id: str) -> str:
+    """The contract's id, unless Service Bus would refuse it as a message id: then a stable shortened form."""
+    if len(event_id) <= MAX_EVENT_ID_LENGTH:
+        return event_id
+    digest = hashlib.sha256(event_id.encode()).hexdigest()[:40]
+    return f"{event_id[:MAX_EVENT_ID_LENGTH - 42]}~{digest}"
+
+
 @dataclass(frozen=True)
 class CloudEvent:
     id: str
@@ -342,6 +468,11 @@ class CloudEvent:
     incident_id: str | None = None
     session_id: str | None = None
     time: str = ""
+
+    def __post_init__(self) -> None:
+        # A 128-character requestId plus a suffix would not fit a Service Bus message id.
+        object.__setattr__(self, "id", fit_event_id(self.id))
+        object.__setattr__(self, "correlation_id", self.correlation_id[:MAX_EVENT_ID_LENGTH])
 
     def to_document(self) -> dict[str, Any]:
         return {

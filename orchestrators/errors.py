@@ -10,14 +10,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-_SECRETS = re.compile(
-    r"(?i)(SharedAccessKey|AccountKey|client_secret|sig|password|Authorization:\s*Bearer)(\s*[=:]\s*)([^;&\s\"']+)"
-)
+_SECRETS = re.compile(r"(?i)(SharedAccessKey|AccountKey|client_secret|sig|password)(\s*[=:]\s*)([^;&\s\"']+)")
+_BEARER = re.compile(r"(?i)\bBearer\s+[A-Za-z0-9._~+/-]+=*")
 
 
 def redact(text: str) -> str:
     """Remove anything that looks like a key, signature or token before text reaches logs or events."""
-    return _SECRETS.sub(lambda m: f"{m.group(1)}{m.group(2)}<redacted>", text)
+    text = _SECRETS.sub(lambda m: f"{m.group(1)}{m.group(2)}<redacted>", text)
+    return _BEARER.sub("Bearer <redacted>", text)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote, urlparse
+from urllib.parse import quote, urlencode, urlparse
 
 import httpx
 from kiota_abstractions.method import Method
@@ -95,6 +95,10 @@ def parse_graph_time(value: Any) -> datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _graph_time(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def graph_error_from_answer(answer: _Answer) -> GraphError:
@@ -294,6 +298,70 @@ class GraphGateway:
     async def delete_session(self, session_id: str) -> None:
         await self._call(Method.DELETE, _BACKUP + "/restoreSessions/{sid}", {"sid": quote(session_id, safe="")},
                          write=True, ok=(200, 202, 204))
+
+    # -- selection -------------------------------------------------------------------------------
+
+    def _backup_url(self, path: str, query: dict[str, str] | None = None) -> str:
+        url = f"{self._adapter.base_url}/solutions/backupRestore/{path}"
+        return f"{url}?{urlencode(query, quote_via=quote, safe='$')}" if query else url
+
+    async def drive_protection_units(self, odata_filter: str | None = None,
+                                     page_size: int = 1000) -> list[dict[str, Any]]:
+        """Drive protection units: every one (paged), or those matching one `$filter` (eq) expression."""
+        query = {"$filter": odata_filter} if odata_filter else {"$top": str(page_size)}
+        url = self._backup_url("driveProtectionUnits", query)
+        return [item async for item in self._pages_from(_BACKUP + "/driveProtectionUnits", url)]
+
+    async def _pages_from(self, template: str, url: str) -> AsyncIterator[dict[str, Any]]:
+        next_link: str | None = url
+        while next_link:
+            page = (await self._call(Method.GET, template, raw_url=next_link)).json()
+            for item in page.get("value", []):
+                yield item
+            next_link = page.get("@odata.nextLink")
+
+    async def search_restore_points(self, protection_unit_ids: Sequence[str], start: datetime, end: datetime,
+                                    preference: str = "latest") -> dict[str, Any]:
+        """`restorePoints/search` for at most 20 protection units: one restore point each, or none."""
+        body = {"protectionUnitIds": list(protection_unit_ids),
+                "protectionTimePeriod": {"startDateTime": _graph_time(start), "endDateTime": _graph_time(end)},
+                "restorePointPreference": preference}
+        answer = await self._call(Method.POST, _BACKUP + "/restorePoints/search", body=body, ok=(200,))
+        return dict(answer.json())
+
+    async def create_empty_restore_session(self) -> CreatedSession:
+        """An empty OneDrive session, the first step of a bulk restore."""
+        answer = await self._call(Method.POST, _BACKUP + "/oneDriveForBusinessRestoreSessions", body={},
+                                  write=True, ok=(200, 201))
+        created = answer.json()
+        session_id = created.get("id")
+        if not isinstance(session_id, str) or not session_id:
+            raise RetryLater(GraphError(answer.status, "MalformedResponse",
+                                        "Graph answered the create without a session id"), outcome_unknown=True)
+        return CreatedSession(session_id, str(created.get("status", "draft")), created.get("createdDateTime"))
+
+    async def create_bulk_addition(self, session_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        path = _BACKUP + "/oneDriveForBusinessRestoreSessions/{sid}/driveRestoreArtifactsBulkAdditionRequests"
+        answer = await self._call(Method.POST, path, {"sid": quote(session_id, safe="")}, body=body, write=True,
+                                  ok=(200, 201))
+        return dict(answer.json())
+
+    async def bulk_additions(self, session_id: str) -> list[dict[str, Any]]:
+        path = _BACKUP + "/oneDriveForBusinessRestoreSessions/{sid}/driveRestoreArtifactsBulkAdditionRequests"
+        return [item async for item in self._pages(path, {"sid": quote(session_id, safe="")})]
+
+    async def get_bulk_addition(self, session_id: str, bulk_id: str) -> dict[str, Any]:
+        path = _BACKUP + "/oneDriveForBusinessRestoreSessions/{sid}/driveRestoreArtifactsBulkAdditionRequests/{bid}"
+        answer = await self._call(Method.GET, path, {"sid": quote(session_id, safe=""),
+                                                     "bid": quote(bulk_id, safe="")})
+        return dict(answer.json())
+
+    async def all_session_artifacts(self, session_id: str, page_size: int = 1000) -> list[dict[str, Any]]:
+        """Every artifact of a (bulk) session, in large pages."""
+        url = self._backup_url(f"oneDriveForBusinessRestoreSessions/{quote(session_id, safe='')}/"
+                               "driveRestoreArtifacts", {"$top": str(page_size)})
+        path = _BACKUP + "/oneDriveForBusinessRestoreSessions/{sid}/driveRestoreArtifacts"
+        return [item async for item in self._pages_from(path, url)]
 
     # -- browse sessions -------------------------------------------------------------------------
 

@@ -289,6 +289,50 @@ class Ledger:
         merged = tuple(batch.excluded) + tuple(excluded)
         return await self._replace(replace(batch, state=FAILED, error=error, excluded=merged))
 
+    # -- selection -------------------------------------------------------------------------------
+    # Rows of a restore-by-point-in-time request, in its partition: `selection` (the header: state,
+    # strategy, window), `selection:id:NNNNN` (who each selector is, 100 per row), `selection:rp:NNNNN`
+    # (one search chunk's restore points) and `bulk:NNNNN` (a bulk session's progress).
+
+    async def get_row(self, request_id: str, row_key: str) -> dict[str, Any] | None:
+        """A row as a dict with its ETag under `etag`, or None."""
+        try:
+            entity = await self._table.get_entity(request_id, row_key)
+        except ResourceNotFoundError:
+            return None
+        return {**dict(entity), "etag": entity.metadata.get("etag")}
+
+    async def create_row(self, entity: dict[str, Any]) -> bool:
+        """Write a new row; False if it exists already (another attempt wrote it)."""
+        try:
+            await self._table.create_entity(entity)
+        except ResourceExistsError:
+            return False
+        return True
+
+    async def replace_row(self, entity: dict[str, Any], etag: str | None) -> str | None:
+        """Rewrite a row only if nobody changed it since we read it; returns the new ETag."""
+        row = {k: v for k, v in entity.items() if k != "etag"}
+        try:
+            meta = await self._table.update_entity(row, mode=UpdateMode.REPLACE, etag=etag,
+                                                   match_condition=MatchConditions.IfNotModified)
+        except (ResourceModifiedError, ResourceNotFoundError) as exc:
+            raise Contended(f"row {entity.get('RowKey')} of {entity.get('PartitionKey')} changed underneath us") \
+                from exc
+        return meta.get("etag")
+
+    async def upsert_rows(self, entities: Sequence[dict[str, Any]]) -> None:
+        """Write rows of one partition, replacing what is there, in transactions of up to 50 rows."""
+        for start in range(0, len(entities), 50):
+            await self._table.submit_transaction([("upsert", e, {"mode": UpdateMode.REPLACE})
+                                                  for e in entities[start:start + 50]])
+
+    async def rows_with_prefix(self, request_id: str, prefix: str) -> list[dict[str, Any]]:
+        query = "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi"
+        params = {"pk": request_id, "lo": prefix, "hi": prefix[:-1] + chr(ord(prefix[-1]) + 1)}
+        rows = [dict(e) async for e in self._table.query_entities(query, parameters=params)]
+        return sorted(rows, key=lambda r: str(r["RowKey"]))
+
     # -- browse sessions -------------------------------------------------------------------------
 
     async def open_browse(self, request_id: str, restore_point_ids: Sequence[str]) -> list[BrowseRecord]:

@@ -15,7 +15,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -140,6 +140,8 @@ class RestoreOrchestrator:
         except Rejected as rejected:
             return await self._reject(message, best_effort_request_id(document), rejected.errors, document)
 
+        if request.selection is not None:
+            return await self._handle_selection(message, request, document)
         plans = plan_sessions(request.artifacts, self.settings.max_artifacts_per_session)
         if request.dry_run:
             event = self._planned_event(request, plans)
@@ -165,6 +167,78 @@ class RestoreOrchestrator:
         if self.activation is not None:
             await self._hand_over_for_activation(request, batches)
         return Outcome("accepted", request.request_id, tuple(events))
+
+    async def _handle_selection(self, message: InboundMessage, request: RestoreRequest, document: Any) -> Outcome:
+        """Restore by point in time: resolve (or load the recorded resolution), then the standard pipeline
+        with the resolved restore points, or the bulk path."""
+        from .selection import BulkRestorer, SelectionResolver
+
+        resolver = SelectionResolver(self.settings, self.graph, self.ledger)
+        if request.dry_run:
+            try:
+                resolution = await resolver.resolve(request, record=False, search=True)
+            except (RetryLater, GraphRefused) as failure:
+                return await self._selection_failed(message, request, failure)
+            resolved = replace(request, artifacts=resolution.artifacts(request.destination_type))
+            plans = plan_sessions(resolved.artifacts, self.settings.max_artifacts_per_session)
+            if resolution.strategy == "bulk" and resolved.artifacts:
+                # One bulk session; the restore points are the ones Graph is expected to pick.
+                points = tuple(a.restore_point_id for a in resolved.artifacts)
+                plans = [SessionPlan(0, request.destination_type, points)]
+            summary = {**resolution.summary(), "drives": [d.to_json() for d in resolution.drives]}
+            event = self._planned_event(resolved, plans, summary)
+            await self.publisher.publish([event])
+            return Outcome("planned", request.request_id, (event,))
+        try:
+            await self.ledger.open_request(request, [])
+        except PayloadConflict:
+            errors = [FieldError("requestId", f"requestId {request.request_id!r} was already used for a "
+                                              "different request; use a new requestId for new work")]
+            return await self._reject(message, request.request_id, errors, document, conflict=True)
+        try:
+            resolution = await resolver.resolve(request, record=True)
+            request = replace(request, artifacts=resolution.artifacts(request.destination_type))
+            if resolution.strategy == "bulk":
+                batches = await BulkRestorer(self.settings, self.graph, self.ledger).settle(request, resolution)
+            else:
+                plans = plan_sessions(request.artifacts, self.settings.max_artifacts_per_session)
+                batches = await self._settle_all(request, await self.ledger.open_request(request, plans))
+        except Contended:
+            return await self._retry_or_give_up(message, request, RetryLater(
+                GraphError(None, "Contended", "another worker is handling this request"), after=30.0))
+        except RetryLater as retry:
+            return await self._retry_or_give_up(message, request, retry)
+        except GraphRefused as refused:
+            return await self._selection_failed(message, request, refused)
+        summary = resolution.summary()
+        session_extra: dict[str, Any] = {"strategy": resolution.strategy}
+        if resolution.strategy == "bulk":
+            session_extra["driveCount"] = sum(1 for d in resolution.drives if d.restorable)
+            from .selection import bulk_row
+
+            row = await bulk_row(self.ledger, request.request_id, 0)
+            if row is not None and row.get("BulkId"):
+                session_extra["bulkAdditionRequestId"] = row["BulkId"]
+        events = [*self._session_events(request, batches, session_extra),
+                  self._accepted_event(request, batches, summary)]
+        await self.publisher.publish(events)
+        await self.ledger.set_request_state(request.request_id, "accepted")
+        log.info("request %s accepted (%s): %d sessions, %d drives unresolved", request.request_id,
+                 resolution.strategy, len(batches), len(resolution.unresolved))
+        if self.activation is not None:
+            await self._hand_over_for_activation(request, batches)
+        return Outcome("accepted", request.request_id, tuple(events))
+
+    async def _selection_failed(self, message: InboundMessage, request: RestoreRequest,
+                                failure: RetryLater | GraphRefused) -> Outcome:
+        """Graph refused to resolve the selection (permissions, a malformed id): say so and stop."""
+        if isinstance(failure, RetryLater) and not request.dry_run:
+            return await self._retry_or_give_up(message, request, failure)
+        event = self._failed_event(request, [], failure.error, message.attempt)
+        await self.publisher.publish([event])
+        if not request.dry_run:
+            await self.ledger.set_request_state(request.request_id, "failed")
+        return Outcome("failed", request.request_id, (event,))
 
     async def _hand_over_for_activation(self, request: RestoreRequest, batches: list[BatchRecord]) -> None:
         """Track every created session; queue them for activation if asked (now or by an earlier approval)."""
@@ -338,15 +412,22 @@ class RestoreOrchestrator:
 
     # -- events ----------------------------------------------------------------------------------
 
-    def _planned_event(self, request: RestoreRequest, plans: list[SessionPlan]) -> CloudEvent:
+    def _planned_event(self, request: RestoreRequest, plans: list[SessionPlan],
+                       extra: dict[str, Any] | None = None) -> CloudEvent:
         sessions: list[dict[str, Any]] = [p.to_json() for p in plans]
         data: dict[str, Any] = {
             "sessions": sessions,
             "sessionCount": len(plans),
             "artifactCount": sum(len(p.restore_point_ids) for p in plans),
             "activate": request.activate,
+            **(extra or {}),
         }
         event = request_event(request, "restore.request.planned", f"{request.request_id}:planned", data)
+        if extra and "drives" in extra and _size(event) > self.settings.event_max_bytes:
+            # A selection of thousands of drives: list the ones that cannot be restored, count the rest.
+            data["drives"] = [d for d in extra["drives"] if "reason" in d][:1000]
+            data["drivesOmitted"] = True
+            event = request_event(request, "restore.request.planned", f"{request.request_id}:planned", data)
         if _size(event) > self.settings.event_max_bytes:
             # Too large for one Service Bus message: keep the shape, list counts instead of every id.
             data["sessions"] = [{"index": p.index, "destinationType": p.destination_type,
@@ -357,7 +438,8 @@ class RestoreOrchestrator:
             event = request_event(request, "restore.request.planned", f"{request.request_id}:planned", data)
         return event
 
-    def _session_events(self, request: RestoreRequest, batches: Sequence[BatchRecord]) -> list[CloudEvent]:
+    def _session_events(self, request: RestoreRequest, batches: Sequence[BatchRecord],
+                        extra: dict[str, Any] | None = None) -> list[CloudEvent]:
         count = len(batches) if batches else 0
         total = max(count, max((b.index + 1 for b in batches), default=0))
         events: list[CloudEvent] = []
@@ -384,12 +466,14 @@ class RestoreOrchestrator:
                         "restorePointIds": list(batch.remaining_points),
                         "status": batch.session_status or "draft",
                         "createdDateTime": batch.created_date_time,
+                        **(extra or {}),
                     },
                     session_id=batch.session_id,
                 ))
         return events
 
-    def _accepted_event(self, request: RestoreRequest, batches: Sequence[BatchRecord]) -> CloudEvent:
+    def _accepted_event(self, request: RestoreRequest, batches: Sequence[BatchRecord],
+                        extra: dict[str, Any] | None = None) -> CloudEvent:
         sessions: list[dict[str, Any]] = []
         for b in batches:
             entry: dict[str, Any] = {"index": b.index}
@@ -411,6 +495,7 @@ class RestoreOrchestrator:
             "failedArtifactCount": sum(len(b.excluded) for b in batches)
             + sum(len(b.remaining_points) for b in batches if b.state == "failed" and not b.excluded),
             "activate": request.activate,
+            **(extra or {}),
         }
         return request_event(request, "restore.request.accepted", f"{request.request_id}:accepted", data)
 

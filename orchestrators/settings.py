@@ -80,6 +80,10 @@ class Settings:
     draft_session_max_age_hours: float = 168.0
     reserved_slot_grace_seconds: float = 120.0
     session_tracker_schedule: str = "0 */1 * * * *"
+    # Restore by point in time (`selection`).
+    bulk_threshold_drives: int = 1250
+    protection_unit_lookup_max: int = 20
+    search_concurrency: int = 8
 
     @property
     def graph_host(self) -> str:
@@ -128,6 +132,9 @@ class Settings:
             draft_session_max_age_hours=reader.number("DRAFT_SESSION_MAX_AGE_HOURS", 168.0, 0.0, 24.0 * 365),
             reserved_slot_grace_seconds=reader.number("RESERVED_SLOT_GRACE_SECONDS", 120.0, 0.0, 3600.0),
             session_tracker_schedule=reader.schedule("SESSION_TRACKER_SCHEDULE", "0 */1 * * * *"),
+            bulk_threshold_drives=reader.integer("BULK_THRESHOLD_DRIVES", 1250, 1, 10_000),
+            protection_unit_lookup_max=reader.integer("PROTECTION_UNIT_LOOKUP_MAX", 20, 0, 1000),
+            search_concurrency=reader.integer("SEARCH_CONCURRENCY", 8, 1, 64),
         )
         settings.validate_graph_credentials()
         return settings

@@ -13,6 +13,7 @@ deterministic event ids let the topic drop what was already sent.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import uuid
@@ -56,6 +57,9 @@ class SessionTracker:
         self.store = store
         self.coordinator = coordinator
         self.publisher = publisher
+        from .selection import BulkOutcomeReporter
+
+        self.bulk_outcomes = BulkOutcomeReporter(settings, graph, ledger, publisher)
 
     async def run(self, owner: str | None = None) -> TrackerReport:
         owner = owner or uuid.uuid4().hex
@@ -133,6 +137,8 @@ class SessionTracker:
             return False
         if not row.activated_published or row.activation != ACTIVATED:
             row = await self.coordinator.on_activated(row, status)
+        if session.get("restoreJobType") == "bulk":  # Graph resolved its drives at activation: report them
+            await self.bulk_outcomes.report(row.request_id, row.index, row.session_id, row.incident_id)
         if status in TERMINAL_STATUSES:
             await self._finish(row, status, session, None)
             return True
@@ -176,6 +182,10 @@ class SessionTracker:
         }
         if error is not None:
             data["error"] = error
+        if len(outcomes) > 50 and len(json.dumps(data, default=str)) > self.settings.event_max_bytes:
+            # A bulk session of thousands of drives: list what did not succeed, count the rest.
+            data["artifacts"] = [a for a in outcomes if a["status"] != "succeeded"][:500]
+            data["artifactsOmitted"] = True
         await self.publisher.publish([session_event("restore.session.completed", f"{row.session_id}:completed",
                                                     row.request_id, row.session_id, data, row.incident_id)])
         await self._settle(row, status, counts)

@@ -183,6 +183,19 @@ class Harness:
             return _all_pages(http, url)
 
 
+    def graph_calls(self, operation: str) -> list[dict[str, Any]]:
+        """Calls the Graph emulator logged for one operation (for example `searchRestorePoints`)."""
+        return [c for c in self.graph.calls() if c["operation"] == operation]
+
+    def bulk_requests(self, session_id: str) -> list[dict[str, Any]]:
+        """The bulk addition requests of a session, read through Graph's own API."""
+        url = (self.settings_env["GRAPH_BASE_URL"] + "/solutions/backupRestore/oneDriveForBusinessRestoreSessions/"
+               f"{session_id}/driveRestoreArtifactsBulkAdditionRequests")
+        headers = {"Authorization": f"Bearer {self.settings_env['GRAPH_ACCESS_TOKEN']}"}
+        with httpx.Client(headers=headers, timeout=30) as http:
+            return _all_pages(http, url)
+
+
 def _all_pages(http: httpx.Client, url: str) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     next_url: str | None = url

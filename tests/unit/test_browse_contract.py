@@ -1,7 +1,6 @@
 import pytest
 
-from orchestrators.browse import fit_event_id
-from orchestrators.contracts import parse_browse_request, rejected_event
+from orchestrators.contracts import fit_event_id, parse_browse_request, rejected_event
 from orchestrators.errors import FieldError, Rejected
 from orchestrators.ledger import browse_row_key
 

@@ -96,9 +96,9 @@ def test_the_same_point_twice_is_kept_once_but_with_two_destinations_is_rejected
     assert "artifacts[0]" in problems["artifacts[1].destinationType"]
 
 
-def test_selection_and_activation_are_refused_until_supported():
-    problems = _problems({"selection": {"users": ["a@b.c"], "pointInTime": "2026-11-20T03:00:00Z"}})
-    assert "not supported yet" in problems["selection"]
+def test_selection_is_accepted_and_activation_is_refused_until_supported():
+    request = _parse({"selection": {"users": ["a@b.c"], "pointInTime": "2026-11-20T03:00:00Z"}})
+    assert request.selection is not None and request.selection.users == ("a@b.c",)
     problems = _problems({"artifacts": [{"restorePointId": "a"}], "activate": True})
     assert "activate=false" in problems["activate"]
 
@@ -138,3 +138,15 @@ def test_cloud_event_shape_matches_the_contract():
     assert event.correlation_id == "INC-1"
     assert event.application_properties() == {"type": "restore.request.rejected", "requestId": "req-1",
                                               "incidentId": "INC-1"}
+
+
+def test_a_128_character_request_id_still_gives_event_ids_service_bus_accepts():
+    from orchestrators.contracts import CloudEvent
+
+    request_id = "r" * 128
+    event = CloudEvent(id=f"{request_id}:session:199:failed", type="restore.session.failed", subject=request_id,
+                       data={}, correlation_id=request_id, request_id=request_id)
+    again = CloudEvent(id=f"{request_id}:session:199:failed", type="restore.session.failed", subject=request_id,
+                       data={}, correlation_id=request_id, request_id=request_id)
+    assert len(event.id) <= 128 and event.id == again.id  # still deterministic for duplicate detection
+    assert event.to_document()["id"] == event.id
