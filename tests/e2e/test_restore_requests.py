@@ -104,8 +104,8 @@ async def test_a_restore_point_listed_twice_is_restored_once(harness):
         (b"\xff\xfe\xfa not text", "(body)", "not UTF-8"),
         (b" ", "(body)", "empty"),
         (json.dumps({"requestId": "bad-7", "selection": {"users": ["a@contoso.com"],
-                                                          "pointInTime": "2026-11-20T03:00:00Z"}}).encode(),
-         "selection", "not supported yet"),
+                                                          "pointInTime": "2026-11-20T03:00:00"}}).encode(),
+         "selection.pointInTime", "zone"),
     ],
     ids=["truncated-json", "wrong-types", "unknown-field", "10001-artifacts", "not-utf8", "empty", "selection"],
 )
