@@ -32,8 +32,9 @@ from .contracts import (
 from .errors import Contended, FieldError, GraphError, GraphRefused, Rejected, RetryLater
 from .graph import BrowseSessionInfo
 from .ledger import CREATED, CREATING, FAILED, BrowseRecord, Ledger
-from .messages import ATTEMPT_PROPERTY, ORIGINAL_MESSAGE_ID_PROPERTY, REQUEST_ID_PROPERTY, InboundMessage
-from .restore import Publisher, Scheduler
+from .messages import InboundMessage
+from .restore import Publisher
+from .retries import Scheduler, backoff_seconds, schedule_next_attempt
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -214,11 +215,6 @@ class BrowseOrchestrator:
 
     # -- retries ---------------------------------------------------------------------------------
 
-    def _backoff(self, attempt: int, hint: float | None) -> float:
-        base = self.settings.retry_base_delay_seconds * (2 ** (attempt - 1))
-        delay = min(self.settings.retry_max_delay_seconds, base) * (0.8 + 0.4 * self._rng.random())
-        return max(delay, hint or 0.0)
-
     async def _retry_or_give_up(self, message: InboundMessage, request: BrowseRequest, retry: RetryLater,
                                 published: set[str]) -> BrowseOutcome:
         wanted = set(request.restore_point_ids)
@@ -230,21 +226,8 @@ class BrowseOrchestrator:
             log.error("browse request %s: gave up after %d attempts: %s", request.request_id, attempt, retry)
             return BrowseOutcome("failed", request.request_id, tuple(events))
 
-        when = datetime.now(UTC) + timedelta(seconds=self._backoff(attempt, retry.after))
-        original = message.original_message_id or request.request_id
-        await self.scheduler.schedule(
-            message.body,
-            message_id=f"{original}:retry:{attempt + 1}",
-            when=when,
-            application_properties={
-                **{k: v for k, v in message.application_properties.items() if isinstance(v, str | int)},
-                ATTEMPT_PROPERTY: attempt + 1,
-                REQUEST_ID_PROPERTY: request.request_id,
-                ORIGINAL_MESSAGE_ID_PROPERTY: original,
-            },
-            correlation_id=message.correlation_id,
-            content_type=message.content_type,
-        )
+        delay = backoff_seconds(self.settings, attempt, retry.after, self._rng)
+        when = await schedule_next_attempt(self.scheduler, message, request.request_id, delay)
         events = await self._publish_settled(request, rows, published)
         log.warning("browse request %s: %s; attempt %d scheduled for %s", request.request_id, retry,
                     attempt + 1, when.isoformat())

@@ -40,8 +40,9 @@ from .errors import (
     redact,
 )
 from .ledger import CREATING, BatchRecord, Ledger, PayloadConflict
-from .messages import ATTEMPT_PROPERTY, ORIGINAL_MESSAGE_ID_PROPERTY, REQUEST_ID_PROPERTY, InboundMessage
+from .messages import InboundMessage
 from .planner import SessionPlan, plan_sessions
+from .retries import Scheduler, backoff_seconds, schedule_next_attempt
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -55,12 +56,6 @@ CLOCK_SKEW = timedelta(minutes=5)
 
 class Publisher(Protocol):
     async def publish(self, events: Sequence[CloudEvent]) -> None: ...
-
-
-class Scheduler(Protocol):
-    async def schedule(self, body: bytes, *, message_id: str, when: datetime,
-                       application_properties: dict[str, Any], correlation_id: str | None,
-                       content_type: str | None) -> None: ...
 
 
 class Graph(Protocol):
@@ -372,11 +367,6 @@ class RestoreOrchestrator:
 
     # -- retries ---------------------------------------------------------------------------------
 
-    def _backoff(self, attempt: int, hint: float | None) -> float:
-        base = self.settings.retry_base_delay_seconds * (2 ** (attempt - 1))
-        delay = min(self.settings.retry_max_delay_seconds, base) * (0.8 + 0.4 * self._rng.random())
-        return max(delay, hint or 0.0)
-
     async def _retry_or_give_up(self, message: InboundMessage, request: RestoreRequest,
                                 retry: RetryLater) -> Outcome:
         batches = await self.ledger.load_batches(request.request_id)
@@ -389,21 +379,8 @@ class RestoreOrchestrator:
             log.error("request %s failed after %d attempts: %s", request.request_id, attempt, retry)
             return Outcome("failed", request.request_id, (*settled_events, failed))
 
-        when = datetime.now(UTC) + timedelta(seconds=self._backoff(attempt, retry.after))
-        original = message.original_message_id or request.request_id
-        await self.scheduler.schedule(
-            message.body,
-            message_id=f"{original}:retry:{attempt + 1}",
-            when=when,
-            application_properties={
-                **{k: v for k, v in message.application_properties.items() if isinstance(v, str | int)},
-                ATTEMPT_PROPERTY: attempt + 1,
-                REQUEST_ID_PROPERTY: request.request_id,
-                ORIGINAL_MESSAGE_ID_PROPERTY: original,
-            },
-            correlation_id=message.correlation_id,
-            content_type=message.content_type,
-        )
+        delay = backoff_seconds(self.settings, attempt, retry.after, self._rng)
+        when = await schedule_next_attempt(self.scheduler, message, request.request_id, delay)
         if settled_events:
             await self.publisher.publish(settled_events)
         log.warning("request %s: %s; attempt %d scheduled for %s", request.request_id, retry, attempt + 1,
