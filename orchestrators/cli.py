@@ -38,7 +38,8 @@ def _load_settings_file(path: str | None) -> None:
 def _policy() -> ValidationPolicy:
     allowed = tuple(v.strip() for v in os.environ.get("ALLOWED_DESTINATION_TYPES", "new,inPlace").split(",")
                     if v.strip() in DESTINATION_TYPES)
-    return ValidationPolicy(int(os.environ.get("MAX_ARTIFACTS_PER_REQUEST", "10000")), allowed or DESTINATION_TYPES)
+    return ValidationPolicy(int(os.environ.get("MAX_ARTIFACTS_PER_REQUEST", "10000")), allowed or DESTINATION_TYPES,
+                            activation_supported=True)
 
 
 def _validate_file(path: str, message_id: str) -> Any:
