@@ -10,7 +10,7 @@ import base64
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -540,3 +540,38 @@ def request_event(request: RestoreRequest, event_type: str, event_id: str, data:
         correlation_id=request.correlation_id, request_id=request.request_id,
         incident_id=request.incident_id, session_id=session_id,
     )
+
+
+def event_size(event: CloudEvent) -> int:
+    return len(json.dumps(event.to_document(), separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def _trim_lists(value: Any, keep: int) -> Any:
+    if isinstance(value, list):
+        return [_trim_lists(v, keep) for v in value[:keep]]
+    if isinstance(value, dict):
+        return {k: _trim_lists(v, keep) for k, v in value.items()}
+    return value
+
+
+def shrink_to_fit(event: CloudEvent, max_bytes: int) -> CloudEvent:
+    """The last line of defence against a message Service Bus would refuse (256 KB on Standard).
+
+    Events that can grow with a request (thousands of restore points or unresolved users) are cut down by
+    shortening their lists, keeping every scalar field; `truncatedLists` gives the original lengths of the
+    top-level lists that were cut, so a reader knows to look in the ledger for the rest.
+    """
+    if event_size(event) <= max_bytes:
+        return event
+    keep = 1000
+    while keep >= 1:
+        data = _trim_lists(event.data, keep)
+        cut = {k: len(v) for k, v in event.data.items() if isinstance(v, list) and len(v) > keep}
+        data["truncated"] = True
+        data["truncatedLists"] = cut
+        candidate = replace(event, data=data)
+        if event_size(candidate) <= max_bytes:
+            return candidate
+        keep //= 4
+    minimal = {k: v for k, v in event.data.items() if not isinstance(v, list | dict)}
+    return replace(event, data={**minimal, "truncated": True})

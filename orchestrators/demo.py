@@ -81,7 +81,7 @@ async def run_demo(drives: int = 120, artifacts: int = 120) -> int:
         samples = graph.admin.samples(artifacts + 2)
         points = [p["id"] for p in samples["restorePoints"]][:artifacts]
         expired = samples["expiredRestorePoints"][0]["id"]
-        request = {
+        request: dict[str, Any] = {
             "requestId": f"inc-4711-{uuid.uuid4().hex[:6]}",
             "incidentId": "INC-4711",
             "requestedBy": "demo",

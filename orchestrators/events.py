@@ -16,7 +16,7 @@ from typing import Any
 from azure.servicebus import ServiceBusMessage
 from azure.servicebus.aio import ServiceBusClient, ServiceBusSender
 
-from .contracts import CLOUDEVENTS_CONTENT_TYPE, CloudEvent
+from .contracts import CLOUDEVENTS_CONTENT_TYPE, CloudEvent, shrink_to_fit
 from .settings import ServiceBusConnectionSettings
 
 log = logging.getLogger(__name__)
@@ -52,9 +52,10 @@ class EventPublisher:
     invocation on the worker shares this one, so sends take turns.
     """
 
-    def __init__(self, sender: ServiceBusSender) -> None:
+    def __init__(self, sender: ServiceBusSender, max_bytes: int = 240_000) -> None:
         self._sender = sender
         self._turn = asyncio.Lock()
+        self._max_bytes = max_bytes
         self.published = 0
 
     async def publish(self, events: Sequence[CloudEvent]) -> None:
@@ -64,6 +65,7 @@ class EventPublisher:
             await self._send(events)
 
     async def _send(self, events: Sequence[CloudEvent]) -> None:
+        events = [shrink_to_fit(e, self._max_bytes) for e in events]
         batch = await self._sender.create_message_batch()
         for event in events:
             message = to_service_bus_message(event)

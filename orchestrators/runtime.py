@@ -50,7 +50,8 @@ class Runtime:
         bus = service_bus_client(settings.service_bus)
         events_sender = bus.get_topic_sender(settings.restore_events_topic)
         requests_sender = bus.get_queue_sender(settings.restore_requests_queue)
-        runtime = cls(settings, graph, ledger, EventPublisher(events_sender), RetryScheduler(requests_sender))
+        runtime = cls(settings, graph, ledger, EventPublisher(events_sender, settings.event_max_bytes),
+                      RetryScheduler(requests_sender))
         runtime._closers = [events_sender, requests_sender, bus, graph, ledger, credential]
         browse_sender = bus.get_queue_sender(settings.browse_requests_queue)
         runtime.browse_scheduler = RetryScheduler(browse_sender)

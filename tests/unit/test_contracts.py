@@ -150,3 +150,20 @@ def test_a_128_character_request_id_still_gives_event_ids_service_bus_accepts():
                        data={}, correlation_id=request_id, request_id=request_id)
     assert len(event.id) <= 128 and event.id == again.id  # still deterministic for duplicate detection
     assert event.to_document()["id"] == event.id
+
+
+def test_an_event_too_large_for_service_bus_is_cut_down_keeping_its_scalars():
+    from orchestrators.contracts import CloudEvent, event_size, shrink_to_fit
+
+    remaining = [{"index": i, "restorePointIds": [f"{i:05d}-{j:02d}-" + "x" * 30 for j in range(50)]}
+                 for i in range(200)]
+    event = CloudEvent(id="r:failed:8", type="restore.request.failed", subject="r",
+                       data={"requestId": "r", "attempts": 8, "remaining": remaining}, correlation_id="r",
+                       request_id="r")
+    assert event_size(event) > 240_000
+    small = shrink_to_fit(event, 240_000)
+    assert event_size(small) <= 240_000
+    assert small.data["requestId"] == "r" and small.data["attempts"] == 8
+    assert small.data["truncated"] is True and small.data["truncatedLists"] == {"remaining": 200}
+    assert small.id == event.id
+    assert shrink_to_fit(small, 240_000) is small  # what fits is left alone
