@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from orchestrators.credentials import FixedTokenCredential
+from orchestrators.graph import GraphGateway
 from orchestrators.ledger import Ledger
 from orchestrators.runtime import Runtime
 from tests.e2e.harness import Harness, SimulatedCrash, of_type
@@ -177,5 +179,54 @@ async def test_a_redelivery_after_a_crash_mid_resolution_neither_resolves_nor_cr
         restored = Counter(a["restorePointId"] for s in sessions for a in s["artifacts"])
         assert len(restored) == 120 and set(restored.values()) == {1}
         assert len(of_type(events, "restore.request.accepted")) == 1
+    finally:
+        await harness.stop()
+
+
+class GraphThatDiesAfter(GraphGateway):
+    """The real gateway; the worker dies once right after Graph answered the chosen create."""
+
+    die_after = ""
+    died = False
+
+    async def create_empty_restore_session(self):
+        created = await super().create_empty_restore_session()
+        self._maybe_die("create_empty_restore_session")
+        return created
+
+    async def create_bulk_addition(self, session_id, body):
+        created = await super().create_bulk_addition(session_id, body)
+        self._maybe_die("create_bulk_addition")
+        return created
+
+    def _maybe_die(self, step: str) -> None:
+        if step == self.die_after and not GraphThatDiesAfter.died:
+            GraphThatDiesAfter.died = True
+            raise SimulatedCrash(step)
+
+
+@pytest.mark.parametrize("step", ["create_empty_restore_session", "create_bulk_addition"])
+async def test_a_bulk_restore_whose_create_answer_is_lost_creates_nothing_twice(unstarted_harness, step):
+    harness = unstarted_harness
+    settings = harness.settings
+    parts = await Runtime.create(settings)
+    graph = GraphThatDiesAfter.create(FixedTokenCredential(settings.graph_access_token or ""),
+                                      settings.graph_base_url, application_id=settings.graph_client_id)
+    graph.die_after = step
+    GraphThatDiesAfter.died = False
+    parts._closers.append(graph)
+    parts.graph = graph
+    await harness.start(parts)
+    try:
+        users = [d["email"] for d in harness.graph.samples(30)["drives"]]
+        events = await harness.run(_selection(f"sel-bulk-crash-{step}", users, strategy="bulk"))
+        assert GraphThatDiesAfter.died
+        assert [i.outcome for i in harness.host.invocations] == ["abandoned", "completed"]
+        sessions = harness.graph_sessions()
+        assert len(sessions) == 1, f"{len(sessions)} sessions after a crash after {step}"
+        [bulk] = harness.bulk_requests(sessions[0]["id"])
+        assert len(bulk["drives"]) == 30
+        created = _only(events, "restore.session.created")
+        assert created["sessionId"] == sessions[0]["id"] and created["bulkAdditionRequestId"] == bulk["id"]
     finally:
         await harness.stop()
