@@ -238,6 +238,13 @@ class RestoreOrchestrator:
     async def _hand_over_for_activation(self, request: RestoreRequest, batches: list[BatchRecord]) -> None:
         """Track every created session; queue them for activation if asked (now or by an earlier approval)."""
         assert self.activation is not None
+        if not any(b.session_id for b in batches):
+            # Nothing to follow: the request is complete now, and the automation waiting for it is told so.
+            from .tracker import SessionTracker
+
+            await SessionTracker(self.settings, self.activation.graph, self.ledger, self.activation.store,
+                                 self.activation, self.publisher).complete_request_if_done(request.request_id)
+            return
         tracked = await self.activation.track_created(request.request_id, batches, request.incident_id)
         record = await self.ledger.get_request(request.request_id)
         if request.activate or (record is not None and record.activation_requested):

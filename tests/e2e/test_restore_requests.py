@@ -196,6 +196,8 @@ async def test_an_unknown_restore_point_alone_fails_its_batch_with_graphs_error(
     assert of_type(events, "restore.session.created") == []
     [accepted] = of_type(events, "restore.request.accepted")
     assert accepted["data"]["failedSessionCount"] == 1
+    [completed] = of_type(events, "restore.request.completed")  # nothing to wait for: complete at once
+    assert completed["data"]["sessionTotals"] == {"notCreated": 1}
     assert harness.graph_sessions() == []
 
 
