@@ -166,15 +166,13 @@ def _json_type(value: Any) -> str:
     return "an object"
 
 
-def parse_restore_request(document: Any, message_id: str | None, policy: ValidationPolicy) -> RestoreRequest:
-    """Validate a decoded restore request against the contract and the operator's policy."""
-    errors = _Errors()
+def _envelope(errors: _Errors, document: Any, fields: frozenset[str], kind: str,
+              message_id: str | None) -> str | None:
+    """What every request shares: a JSON object of known fields, its requestId (or the MessageId), incidentId."""
     if not isinstance(document, dict):
         raise Rejected([FieldError("(body)", f"must be a JSON object, got {_json_type(document)}")])
-
-    for name in sorted(set(document) - _REQUEST_FIELDS):
-        errors.add(name, "is not a field of a restore request (check the spelling)")
-
+    for name in sorted(set(document) - fields):
+        errors.add(name, f"is not a field of a {kind} request (check the spelling)")
     request_id = document.get("requestId")
     if request_id is not None and not (isinstance(request_id, str) and _REQUEST_ID.match(request_id)):
         errors.add("requestId", "must be 1 to 128 characters of letters, digits and . _ : -")
@@ -182,8 +180,14 @@ def parse_restore_request(document: Any, message_id: str | None, policy: Validat
         if not message_id or not _REQUEST_ID.match(message_id):
             errors.add("requestId", "is required when the message has no usable MessageId")
         request_id = message_id
-
     _check_text(errors, document, "incidentId", 128, printable=True)
+    return request_id if isinstance(request_id, str) else None
+
+
+def parse_restore_request(document: Any, message_id: str | None, policy: ValidationPolicy) -> RestoreRequest:
+    """Validate a decoded restore request against the contract and the operator's policy."""
+    errors = _Errors()
+    request_id = _envelope(errors, document, _REQUEST_FIELDS, "restore", message_id)
     _check_text(errors, document, "requestedBy", 256)
     _check_text(errors, document, "reason", 1024)
 
@@ -400,21 +404,7 @@ class BrowseRequest:
 def parse_browse_request(document: Any, message_id: str | None) -> BrowseRequest:
     """Validate a decoded browse request; a restore point listed twice gets one browse session."""
     errors = _Errors()
-    if not isinstance(document, dict):
-        raise Rejected([FieldError("(body)", f"must be a JSON object, got {_json_type(document)}")])
-
-    for name in sorted(set(document) - _BROWSE_FIELDS):
-        errors.add(name, "is not a field of a browse request (check the spelling)")
-
-    request_id = document.get("requestId")
-    if request_id is not None and not (isinstance(request_id, str) and _REQUEST_ID.match(request_id)):
-        errors.add("requestId", "must be 1 to 128 characters of letters, digits and . _ : -")
-    if request_id is None:
-        if not message_id or not _REQUEST_ID.match(message_id):
-            errors.add("requestId", "is required when the message has no usable MessageId")
-        request_id = message_id
-
-    _check_text(errors, document, "incidentId", 128, printable=True)
+    request_id = _envelope(errors, document, _BROWSE_FIELDS, "browse", message_id)
 
     points: list[str] = []
     items = document.get("restorePointIds")
