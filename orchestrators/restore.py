@@ -428,7 +428,7 @@ class RestoreOrchestrator:
         total = max(count, max((b.index + 1 for b in batches), default=0))
         events: list[CloudEvent] = []
         for batch in batches:
-            if batch.excluded:
+            if batch.excluded or batch.state == "failed":  # a bulk batch fails with no restore points of its own
                 events.append(request_event(
                     request, "restore.session.failed", f"{request.request_id}:session:{batch.index}:failed",
                     {

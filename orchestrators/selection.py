@@ -406,11 +406,21 @@ class BulkRestorer:
                 latest = await self.ledger.get_row(request.request_id, row_key)
                 if latest is not None:
                     await self._save(latest, State=FAILED, Error=json.dumps(refused.error.to_json()))
+                    await self._discard_empty_session(latest.get("SessionId"))
                 return [await self.ledger.mark_failed(batch, refused.error.to_json())]
             if row["State"] == CREATED:
                 return [await self.ledger.mark_created(batch, row["SessionId"], "draft", row.get("CreatedDateTime"))]
         raise RetryLater(_error("BulkNotSettled", "the bulk session could not be settled; trying again later"),
                          after=30.0)
+
+    async def _discard_empty_session(self, session_id: str | None) -> None:
+        """Graph refused the bulk request: the empty draft made for it would only clutter the tenant."""
+        if not session_id:
+            return
+        try:
+            await self.graph.delete_session(session_id)
+        except (GraphRefused, RetryLater) as failure:
+            log.warning("could not delete the empty session %s: %s", session_id, failure)
 
     async def _save(self, row: dict[str, Any], **changes: Any) -> dict[str, Any]:
         updated = {**row, **changes}

@@ -230,3 +230,15 @@ async def test_a_bulk_restore_whose_create_answer_is_lost_creates_nothing_twice(
         assert created["sessionId"] == sessions[0]["id"] and created["bulkAdditionRequestId"] == bulk["id"]
     finally:
         await harness.stop()
+
+
+async def test_a_bulk_request_graph_refuses_is_reported_and_leaves_no_empty_session(harness):
+    users = [d["email"] for d in harness.graph.samples(5)["drives"]]
+    harness.graph.fail_next(1, status=400, code="BulkRestoreInvalidCreateRequest",
+                            operation="createBulkAdditionRequest", message="The request is not valid.")
+    events = await harness.run(_selection("sel-bulk-refused", users, strategy="bulk"))
+    failed = _only(events, "restore.session.failed")
+    assert failed["error"]["code"] == "BulkRestoreInvalidCreateRequest" and failed["error"]["status"] == 400
+    assert _only(events, "restore.request.accepted")["failedSessionCount"] == 1
+    assert harness.graph_sessions() == []
+    assert [i.outcome for i in harness.host.invocations] == ["completed"]
