@@ -14,31 +14,18 @@ import asyncio
 import json
 import math
 import time
-import uuid
 
-from bench.services import local_services
-from emulators.graph import make_token
+from bench.services import frozen_clock_graph_args, local_services
 from orchestrators.messages import InboundMessage
 from orchestrators.runtime import Runtime
 from orchestrators.settings import Settings
 
-ROLES = ("BackupRestore-Restore.ReadWrite.All",)
-ACTIVATING_S, SCHEDULED_S = 60, 120
-
 
 async def run(drives: int, session_seconds: int, tracker_seconds: int) -> dict[str, float]:
-    in_progress = session_seconds - ACTIVATING_S - SCHEDULED_S
-    graph_args = ("--clock-scale", "0", "--activating-seconds", str(ACTIVATING_S), "--scheduled-seconds",
-                  str(SCHEDULED_S), "--in-progress-seconds", str(in_progress), "--unprotected-fraction", "0")
+    graph_args = frozen_clock_graph_args(session_seconds)
     with local_services(drives=drives, graph_args=graph_args) as services:
         points = [p["id"] for p in services.graph.samples(drives)["restorePoints"]][:drives]
-        env = {
-            "ServiceBusConnection": services.service_bus_connection,
-            "AzureWebJobsStorage": services.ledger_connection,
-            "GRAPH_BASE_URL": services.graph_url,
-            "GRAPH_ACCESS_TOKEN": make_token(ROLES, lifetime=3600),
-            "LEDGER_TABLE": f"bench{uuid.uuid4().hex[:12]}",
-        }
+        env = services.settings_env()
         parts = await Runtime.create(Settings.from_env(env))
         wall0 = time.perf_counter()
         try:

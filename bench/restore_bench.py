@@ -18,15 +18,12 @@ import statistics
 import subprocess
 import sys
 import time
-import uuid
+from typing import Any
 
 from bench.services import ROOT, local_services
-from emulators.graph import make_token
 from orchestrators.messages import InboundMessage
 from orchestrators.runtime import Runtime
 from orchestrators.settings import Settings
-
-ROLES = ("BackupRestore-Restore.ReadWrite.All",)
 
 
 def import_time_ms(runs: int = 7) -> tuple[float, float]:
@@ -44,18 +41,11 @@ def import_time_ms(runs: int = 7) -> tuple[float, float]:
     return statistics.median(totals), statistics.median(bases)
 
 
-async def run(artifacts: int, latency_ms: int, concurrency: int) -> dict[str, float | int]:
+async def run(artifacts: int, latency_ms: int, concurrency: int) -> dict[str, Any]:
     with local_services(drives=int(artifacts * 1.05) + 50) as services:
         services.graph.set_faults([{"name": "latency", "latencyMs": latency_ms}])
         points = [p["id"] for p in services.graph.samples(artifacts)["restorePoints"]][:artifacts]
-        env = {
-            "ServiceBusConnection": services.service_bus_connection,
-            "AzureWebJobsStorage": services.ledger_connection,
-            "GRAPH_BASE_URL": services.graph_url,
-            "GRAPH_ACCESS_TOKEN": make_token(ROLES, lifetime=3600),
-            "LEDGER_TABLE": f"bench{uuid.uuid4().hex[:12]}",
-            "GRAPH_CREATE_CONCURRENCY": str(concurrency),
-        }
+        env = services.settings_env(GRAPH_CREATE_CONCURRENCY=str(concurrency))
         settings = Settings.from_env(env)
         parts = await Runtime.create(settings)
         try:

@@ -16,33 +16,20 @@ import argparse
 import asyncio
 import json
 import time
-import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
-from bench.services import local_services
-from emulators.graph import make_token
+from bench.services import frozen_clock_graph_args, local_services
 from orchestrators.messages import InboundMessage
 from orchestrators.runtime import Runtime
 from orchestrators.settings import Settings
 
-ROLES = ("BackupRestore-Restore.ReadWrite.All", "BackupRestore-Search.Read.All")
-ACTIVATING_S, SCHEDULED_S = 60, 120
-
 
 async def run(users: int, strategy: str, session_seconds: int, tracker_seconds: int) -> dict[str, object]:
-    in_progress = session_seconds - ACTIVATING_S - SCHEDULED_S
-    graph_args = ("--clock-scale", "0", "--activating-seconds", str(ACTIVATING_S), "--scheduled-seconds",
-                  str(SCHEDULED_S), "--in-progress-seconds", str(in_progress), "--unprotected-fraction", "0")
+    graph_args = frozen_clock_graph_args(session_seconds)
     with local_services(drives=users, graph_args=graph_args) as services:
         emails = [d["email"] for d in services.graph.samples(users)["drives"]]
-        env = {
-            "ServiceBusConnection": services.service_bus_connection,
-            "AzureWebJobsStorage": services.ledger_connection,
-            "GRAPH_BASE_URL": services.graph_url,
-            "GRAPH_ACCESS_TOKEN": make_token(ROLES, lifetime=3600),
-            "LEDGER_TABLE": f"bench{uuid.uuid4().hex[:12]}",
-        }
+        env = services.settings_env()
         parts = await Runtime.create(Settings.from_env(env))
         point_in_time = (datetime.now(UTC) + timedelta(minutes=1)).isoformat()
         try:

@@ -9,12 +9,13 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from emulators.azurite import free_port, start_azurite
-from emulators.graph import AdminClient
+from emulators.graph import AdminClient, make_token
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICE_BUS_CONNECTION = (
@@ -46,12 +47,34 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
+ACTIVATING_SECONDS, SCHEDULED_SECONDS = 60, 120
+
+
+def frozen_clock_graph_args(session_seconds: int) -> tuple[str, ...]:
+    """Emulator options for the lifecycle benchmarks: a clock moved by hand, sessions of a given length."""
+    in_progress = session_seconds - ACTIVATING_SECONDS - SCHEDULED_SECONDS
+    return ("--clock-scale", "0", "--activating-seconds", str(ACTIVATING_SECONDS), "--scheduled-seconds",
+            str(SCHEDULED_SECONDS), "--in-progress-seconds", str(in_progress), "--unprotected-fraction", "0")
+
+
 @dataclass
 class Services:
     graph_url: str
     graph: AdminClient
     service_bus_connection: str
     ledger_connection: str
+
+    def settings_env(self, **extra: str) -> dict[str, str]:
+        """The app settings that point the service at these local services (a fresh ledger table each time)."""
+        return {
+            "ServiceBusConnection": self.service_bus_connection,
+            "AzureWebJobsStorage": self.ledger_connection,
+            "GRAPH_BASE_URL": self.graph_url,
+            "GRAPH_ACCESS_TOKEN": make_token(("BackupRestore-Restore.ReadWrite.All", "BackupRestore-Search.Read.All",
+                                              "BackupRestore-Configuration.Read.All"), lifetime=3600),
+            "LEDGER_TABLE": f"bench{uuid.uuid4().hex[:12]}",
+            **extra,
+        }
 
 
 @contextlib.contextmanager
