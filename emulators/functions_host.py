@@ -215,6 +215,14 @@ def _body_bytes(msg: ServiceBusReceivedMessage) -> bytes:
     return json.dumps(body, default=str).encode("utf-8")
 
 
+def host_delivery_count(msg: ServiceBusReceivedMessage) -> int:
+    """The ``DeliveryCount`` the host's Service Bus extension reports: 1 on the first delivery.
+
+    Service Bus sends the number of earlier deliveries and the Python SDK passes it through (0 first); the
+    extension, like the .NET SDK it is built on, adds 1."""
+    return int(msg.delivery_count or 0) + 1
+
+
 def to_function_message(msg: ServiceBusReceivedMessage) -> FuncServiceBusMessage:
     """The ``azure.functions.ServiceBusMessage`` the host would pass for an SDK message."""
     props = {str(_text(k)): _text(v) for k, v in (msg.application_properties or {}).items()}
@@ -228,7 +236,7 @@ def to_function_message(msg: ServiceBusReceivedMessage) -> FuncServiceBusMessage
         dead_letter_error_description=msg.dead_letter_error_description,
         dead_letter_reason=msg.dead_letter_reason,
         dead_letter_source=msg.dead_letter_source,
-        delivery_count=msg.delivery_count,
+        delivery_count=host_delivery_count(msg),
         enqueued_sequence_number=msg.enqueued_sequence_number,
         enqueued_time_utc=msg.enqueued_time_utc,
         expires_at_utc=msg.expires_at_utc,
@@ -609,7 +617,7 @@ class FunctionsHost:
                     "%s: function failed for message %s (delivery %s): %r",
                     trig.name,
                     first.message_id,
-                    first.delivery_count,
+                    host_delivery_count(first),
                     err,
                     exc_info=err,
                 )
@@ -633,7 +641,7 @@ class FunctionsHost:
                 Invocation(
                     function=trig.name,
                     message_id=str(first.message_id) if first.message_id is not None else None,
-                    delivery_count=first.delivery_count,
+                    delivery_count=host_delivery_count(first),
                     outcome=outcome,
                     exception=repr(error) if error is not None else None,
                     duration=time.monotonic() - t0,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 #: Application properties we set on scheduled retry copies of a request.
@@ -14,6 +14,9 @@ ORIGINAL_MESSAGE_ID_PROPERTY = "restoreOriginalMessageId"
 
 @dataclass(frozen=True)
 class InboundMessage:
+    """``delivery_count`` as the Functions host reports it: 1 on the first delivery (not the SDK's 0-based count);
+    ``enqueued_time`` always time-zone aware, in UTC."""
+
     body: bytes
     message_id: str | None
     delivery_count: int = 1
@@ -45,6 +48,29 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def utc_instant(value: Any) -> datetime | None:
+    """An instant the host reports, as an aware UTC datetime.
+
+    The host sends ``EnqueuedTimeUtc`` as ISO text without a zone and the library turns it into a naive
+    datetime; naive values are UTC by name, never local time (``timestamp()`` on a naive value would read it in
+    the worker's own zone)."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    if not isinstance(value, datetime):
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _delivery_count(value: Any) -> int:
+    try:
+        return max(1, int(value))
+    except (TypeError, ValueError, OverflowError):
+        return 1
+
+
 def from_functions_message(message: Any) -> InboundMessage:
     """Adapt `azure.functions.ServiceBusMessage` (what the host passes) to `InboundMessage`."""
     props = dict(getattr(message, "application_properties", None) or {})
@@ -52,9 +78,9 @@ def from_functions_message(message: Any) -> InboundMessage:
     return InboundMessage(
         body=message.get_body() or b"",
         message_id=getattr(message, "message_id", None) or None,
-        delivery_count=int(getattr(message, "delivery_count", None) or 1),
+        delivery_count=_delivery_count(getattr(message, "delivery_count", None)),
         correlation_id=getattr(message, "correlation_id", None) or None,
         content_type=getattr(message, "content_type", None) or None,
-        enqueued_time=getattr(message, "enqueued_time_utc", None),
+        enqueued_time=utc_instant(getattr(message, "enqueued_time_utc", None)),
         application_properties=props,
     )

@@ -76,11 +76,24 @@ class Record:
     dead_letter_source: str | None = None
     ttl: float = NEVER  # effective time to live (the sender's, capped by the entity's default)
     deferred: bool = False  # received by sequence number: goes back to deferred when unlocked
+    handed_out: bool = False  # received in ReceiveAndDelete mode: gone from the entity, being encoded once
 
     def encode(self) -> bytes:
         # Guess: Service Bus reports the entity's default TTL as the message's TimeToLive when none was set.
         ttl = None if self.ttl == NEVER else self.ttl
-        return self.message.encode(delivery_count=self.delivery_count, annotations=self.annotations(), ttl=ttl)
+        return self.message.encode(delivery_count=self.earlier_deliveries, annotations=self.annotations(), ttl=ttl)
+
+    @property
+    def earlier_deliveries(self) -> int:
+        """What Service Bus puts in the header's ``delivery-count``: deliveries before the current one.
+
+        ``delivery_count`` counts every hand-out, the current one included (it is what MaxDeliveryCount is held
+        against); on the wire Service Bus sends the number of *earlier* attempts, as AMQP defines the field. The
+        Python SDK passes that through (0 on a first receive); the .NET and Java SDKs and the Functions host's
+        extension add 1. A peeked message that nobody holds shows every delivery so far."""
+        if self.lock_token is not None or self.handed_out:
+            return max(0, self.delivery_count - 1)
+        return self.delivery_count
 
     def annotations(self) -> dict[str, Any]:
         ann: dict[str, Any] = {
@@ -329,8 +342,7 @@ class Broker:
             return None
 
     def _hand_out(self, queue: Queue, rec: Record, *, peek_lock: bool, now: float) -> Delivered:
-        # Guess: counted when handed out (and undone on release), which matches the documented observable
-        # behaviour: 1 on the first delivery, +1 after each abandon or lock expiry.
+        # Counted when handed out (undone on release); the header then carries the count before this delivery.
         rec.delivery_count += 1
         token = uuid.uuid4()
         if peek_lock:
@@ -340,6 +352,7 @@ class Broker:
             queue.locks[token] = rec.seq
             return Delivered(queue=queue, record=rec, lock_token=token, settled=False)
         queue.remove(rec)
+        rec.handed_out = True
         return Delivered(queue=queue, record=rec, lock_token=token, settled=True)
 
     def has_available(self, queue: Queue) -> bool:

@@ -124,6 +124,7 @@ async def test_a_request_that_fails_on_every_delivery_is_reported_before_it_is_d
                                                      max_wait_time=2) as dlq:
             [dead] = await dlq.receive_messages(max_message_count=5, max_wait_time=2)
             assert dead.dead_letter_reason == "MaxDeliveryCountExceeded"
+            assert dead.delivery_count == 10  # the SDK's count: ten earlier deliveries, none of them settled
             await dlq.complete_message(dead)
         assert harness.graph_sessions() == []
     finally:

@@ -28,14 +28,14 @@ async def test_aio_core_matrix(conn: str, sb: ServiceBusStandIn) -> None:
             while len(got) < 4:
                 for m in await receiver.receive_messages(max_message_count=4, max_wait_time=2):
                     got[m.message_id] = m
-            assert {m.delivery_count for m in got.values()} == {1}
+            assert {m.delivery_count for m in got.values()} == {0}  # earlier deliveries, as Service Bus sends it
             assert got["a-1"].correlation_id == "c-1"
             await receiver.complete_message(got["a-1"])
             await receiver.abandon_message(got["a-2"])
             await receiver.dead_letter_message(got["a-3"], reason="Bad", error_description="bad input")
             await receiver.defer_message(got["a-4"])
             [again] = await receiver.receive_messages(max_wait_time=2)
-            assert (again.message_id, again.delivery_count) == ("a-2", 2)
+            assert (again.message_id, again.delivery_count) == ("a-2", 1)
             await receiver.renew_message_lock(again)
             await receiver.complete_message(again)
             [deferred] = await receiver.receive_deferred_messages([got["a-4"].sequence_number])

@@ -54,7 +54,7 @@ def test_send_receive_complete_round_trip(conn: str, sb: ServiceBusStandIn) -> N
             assert msg.reply_to == "replies"
             assert msg.to == "someone"
             assert _props(msg) == {"type": "restore", "n": 7}
-            assert msg.delivery_count == 1
+            assert msg.delivery_count == 0  # the number of earlier deliveries: none
             assert msg.sequence_number == 1
             assert msg.enqueued_time_utc is not None
             assert msg.locked_until_utc is not None
@@ -96,7 +96,7 @@ def test_abandon_increments_delivery_count_then_dead_letters(conn: str, sb: Serv
                 counts.append(msg.delivery_count)
                 receiver.abandon_message(msg)
             assert receiver.receive_messages(max_wait_time=0.5) == []
-        assert counts == [1, 2, 3]
+        assert counts == [0, 1, 2]  # n after n abandons
         assert sb.snapshot()["q"]["dead_lettered"] == 1
         with client.get_queue_receiver("q", sub_queue=ServiceBusSubQueue.DEAD_LETTER) as dlq:
             [dead] = dlq.receive_messages(max_wait_time=2)
@@ -121,7 +121,8 @@ def test_dead_letter_with_reason_and_description(conn: str, sb: ServiceBusStandI
             assert msg.dead_letter_reason == "ValidationFailed"
             assert msg.dead_letter_error_description == "no artifacts"
             assert _props(msg)["k"] == "v"
-            assert msg.delivery_count == 2  # Guess in the stand-in: the DLQ delivery counts on
+            # Guess in the stand-in: a dead-lettered message keeps its count and its DLQ deliveries add to it.
+            assert msg.delivery_count == 1
 
 
 def test_lock_expiry_redelivers_and_settling_late_fails(conn: str, sb: ServiceBusStandIn) -> None:
@@ -130,15 +131,39 @@ def test_lock_expiry_redelivers_and_settling_late_fails(conn: str, sb: ServiceBu
             sender.send_messages(ServiceBusMessage("slow"))
         with client.get_queue_receiver("q") as receiver:
             [first] = receiver.receive_messages(max_wait_time=2)
-            assert first.delivery_count == 1
+            assert first.delivery_count == 0
             time.sleep(2.3)  # LockDuration PT2S
             [second] = receiver.receive_messages(max_wait_time=2)
-            assert second.delivery_count == 2
+            assert second.delivery_count == 1  # a lock expiry counts as a delivery, like an abandon
             assert second.sequence_number == first.sequence_number
             with pytest.raises(MessageLockLostError):
                 receiver.complete_message(first)
             receiver.complete_message(second)
         assert sb.snapshot()["q"]["active"] == 0
+
+
+def test_lock_expiries_count_like_abandons_and_dead_letter_at_max_delivery_count(
+    conn: str, sb: ServiceBusStandIn
+) -> None:
+    with ServiceBusClient.from_connection_string(conn, keep_alive=None, retry_total=1) as client:
+        with client.get_queue_sender("q", keep_alive=None) as sender:
+            sender.send_messages(ServiceBusMessage("never settled", message_id="x-1"))
+        counts = []
+        with client.get_queue_receiver("q") as receiver:
+            for _ in range(3):  # MaxDeliveryCount 3, LockDuration PT2S: each lock is left to expire
+                [msg] = receiver.receive_messages(max_wait_time=4)
+                counts.append(msg.delivery_count)
+                time.sleep(2.2)
+            assert receiver.receive_messages(max_wait_time=0.5) == []
+            [peeked] = receiver.peek_messages(max_message_count=1, sequence_number=1) or [None]
+            assert peeked is None  # gone from the queue itself
+        assert counts == [0, 1, 2]
+        with client.get_queue_receiver("q", sub_queue=ServiceBusSubQueue.DEAD_LETTER) as dlq:
+            [peeked] = dlq.peek_messages(max_message_count=1)
+            assert peeked.delivery_count == 3  # peeked, held by nobody: every delivery so far
+            [dead] = dlq.receive_messages(max_wait_time=2)
+            assert (dead.message_id, dead.dead_letter_reason) == ("x-1", "MaxDeliveryCountExceeded")
+            dlq.complete_message(dead)
 
 
 def test_renew_lock_keeps_the_message(conn: str, sb: ServiceBusStandIn) -> None:
