@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -29,16 +28,24 @@ from .activation_ledger import (
     TrackedSession,
     order_key,
 )
-from .contracts import CloudEvent, decode_body, echo_body
+from .contracts import (
+    CloudEvent,
+    best_effort_request_id,
+    decode_body,
+    echo_body,
+    is_id_text,
+    is_request_id,
+    text_field_problem,
+)
 from .errors import Contended, FieldError, GraphError, GraphRefused, Rejected, RetryLater
 from .graph import GraphGateway, parse_graph_time
+from .last_resort import is_transient, unprocessable_event
 from .ledger import BatchRecord, Ledger
 from .messages import InboundMessage
 from .settings import Settings
 
 log = logging.getLogger(__name__)
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 MAX_SESSION_IDS = 1000
 
 
@@ -296,8 +303,12 @@ def parse_activation_request(document: Any, message_id: str | None) -> Activatio
         errors.append(FieldError(name, "is not a field of an activation request (check the spelling)"))
     request_id = document.get("requestId")
     session_ids = document.get("sessionIds")
-    if request_id is not None and not (isinstance(request_id, str) and _REQUEST_ID.match(request_id)):
+    if request_id is not None and not is_request_id(request_id):
         errors.append(FieldError("requestId", "must be 1 to 128 characters of letters, digits and . _ : -"))
+    for name, limit in (("incidentId", 128), ("requestedBy", 256), ("reason", 1024)):
+        problem = text_field_problem(document.get(name), limit, printable=name == "incidentId")
+        if problem:
+            errors.append(FieldError(name, problem))
     if (request_id is None) == (session_ids is None):
         errors.append(FieldError("(body)", "give either requestId (every draft session of that restore request) "
                                            "or sessionIds, not both and not neither"))
@@ -309,6 +320,9 @@ def parse_activation_request(document: Any, message_id: str | None) -> Activatio
             for position, value in enumerate(session_ids):
                 if not isinstance(value, str) or not value.strip() or len(value) > 128:
                     errors.append(FieldError(f"sessionIds[{position}]", "must be a non-empty session id"))
+                elif not is_id_text(value, 128):
+                    errors.append(FieldError(f"sessionIds[{position}]", "must be a session id: printable "
+                                                                         "characters without spaces or / \\ # ?"))
                 elif value not in ids:
                     ids.append(value)
     if errors:
@@ -322,14 +336,26 @@ class ActivationRequestOrchestrator:
         self.coordinator = coordinator
 
     async def handle(self, message: InboundMessage) -> list[CloudEvent]:
+        """An outage is raised (-> abandon, redelivery); any other failure is reported as a rejection."""
+        try:
+            return await self._handle(message)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            log.exception("activation message %s cannot be processed; reported and not retried",
+                          message.message_id)
+            event = unprocessable_event("activation", message, exc)
+            await self.coordinator.publisher.publish([event])
+            return [event]
+
+    async def _handle(self, message: InboundMessage) -> list[CloudEvent]:
         publisher = self.coordinator.publisher
         document: Any = None
         try:
             document = decode_body(message.body)
             command = parse_activation_request(document, message.message_id)
         except Rejected as rejected:
-            key = (document.get("requestId") if isinstance(document, dict) and isinstance(
-                document.get("requestId"), str) and _REQUEST_ID.match(document["requestId"]) else None)
+            key = best_effort_request_id(document)
             event = self._rejected(key or message.message_id or "unknown", key, rejected.errors, message.body)
             await publisher.publish([event])
             return [event]

@@ -24,6 +24,7 @@ from typing import Any, Protocol, TypeVar
 from .contracts import (
     BrowseRequest,
     CloudEvent,
+    best_effort_incident_id,
     best_effort_request_id,
     decode_body,
     parse_browse_request,
@@ -31,6 +32,7 @@ from .contracts import (
 )
 from .errors import Contended, FieldError, GraphError, GraphRefused, Rejected, RetryLater
 from .graph import BrowseSessionInfo
+from .last_resort import is_transient, unprocessable_event
 from .ledger import CREATED, CREATING, FAILED, BrowseRecord, Ledger
 from .messages import InboundMessage
 from .restore import Publisher
@@ -82,6 +84,19 @@ class BrowseOrchestrator:
     # -- entry point -----------------------------------------------------------------------------
 
     async def handle(self, message: InboundMessage) -> BrowseOutcome:
+        """Settle one browse message; an outage is raised (-> abandon, redelivery), any other failure is
+        reported as a rejection and the message completed."""
+        try:
+            return await self._handle(message)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            log.exception("browse message %s cannot be processed; reported and not retried", message.message_id)
+            event = unprocessable_event("browse", message, exc)
+            await self.publisher.publish([event])
+            return BrowseOutcome("rejected", event.request_id, (event,))
+
+    async def _handle(self, message: InboundMessage) -> BrowseOutcome:
         fallback_id = message.carried_request_id or message.message_id
         document: Any = None
         try:
@@ -114,8 +129,7 @@ class BrowseOrchestrator:
     async def _reject(self, message: InboundMessage, request_id: str | None, errors: list[FieldError],
                       document: Any) -> BrowseOutcome:
         key = request_id or message.carried_request_id or message.message_id or "unknown"
-        incident = document.get("incidentId") if isinstance(document, dict) else None
-        incident = incident if isinstance(incident, str) and incident.isprintable() else None
+        incident = best_effort_incident_id(document)
         event = rejected_event("browse", key, request_id, incident, errors, message.body)
         await self.publisher.publish([event])
         log.warning("browse request %s rejected: %s", key, "; ".join(e.message for e in errors[:3]))

@@ -11,7 +11,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from .errors import FieldError, Rejected
@@ -20,8 +20,17 @@ EVENT_SOURCE = "/restore-orchestrator"
 CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json; charset=utf-8"
 MAX_REPORTED_ERRORS = 50
 MAX_ECHOED_BODY_BYTES = 64_000
+#: Larger bodies are refused before parsing (a 10,000-artifact request is under 1 MB).
+MAX_BODY_BYTES = 4_000_000
+#: No field of the contract needs a number this long; longer ones are refused before Python converts them.
+MAX_NUMBER_DIGITS = 30
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# Patterns are used with fullmatch: `$` would also match before a trailing line break.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+#: Table storage refuses / \ # ? and control characters in keys; Graph ids never contain them or spaces.
+_ID_TEXT = re.compile(r"[^\x00-\x20\x7f-\x9f/\\#?\ud800-\udfff]+")
+_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF][0-9a-fA-F]{2}")
 _REQUEST_FIELDS = frozenset(
     {"requestId", "incidentId", "requestedBy", "reason", "destinationType", "artifacts", "activate",
      "dryRun", "selection"}
@@ -58,8 +67,14 @@ STRATEGIES = ("auto", "standard", "bulk")
 BULK_MAX_DRIVES = 10_000
 _SELECTION_FIELDS = frozenset({"users", "directoryObjectIds", "protectionUnitIds", "pointInTime", "notBefore",
                                "strategy"})
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_EMAIL = re.compile(r"[^@\s/\\#?\x00-\x1f\x7f-\x9f]+@[^@\s/\\#?\x00-\x1f\x7f-\x9f]+\.[^@\s/\\#?\x00-\x1f\x7f-\x9f]+")
+_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+# RFC 3339: date, time to at least the minute, a zone. Python's fromisoformat alone accepts more.
+_INSTANT = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?(?:([Zz])|([+-])(\d{2}):(\d{2}))"
+)
+#: Instants outside these years are refused: no restore point lies there, and date arithmetic stays in range.
+EARLIEST_YEAR, LATEST_YEAR = 1970, 9998
 RETENTION = timedelta(days=365)
 
 
@@ -112,10 +127,37 @@ class _Errors:
         raise Rejected(items)
 
 
+class _BadNumber(ValueError):
+    pass
+
+
+def _parse_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_NUMBER_DIGITS:
+        raise _BadNumber(f"a number with {len(text.lstrip('-'))} digits (at most {MAX_NUMBER_DIGITS})")
+    return int(text)
+
+
+def _parse_float(text: str) -> float:
+    if len(text) > MAX_NUMBER_DIGITS + 10:
+        raise _BadNumber(f"a number written with {len(text)} characters (at most {MAX_NUMBER_DIGITS + 10})")
+    return float(text)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _BadNumber(f"{name}, which is not a JSON number")
+
+
 def decode_body(body: bytes) -> Any:
-    """Bytes to JSON, or `Rejected` saying why not."""
+    """Bytes to JSON, or `Rejected` saying why not, whatever the bytes: nothing here raises anything else.
+
+    Python's parser would also take NaN and Infinity, numbers of any length (converted at great cost, or
+    refused past 4,300 digits with a ValueError), nesting up to its recursion limit, and lone UTF-16
+    surrogates that no later step can encode; each is refused here with the field it is in."""
     if not body or not body.strip():
         raise Rejected([FieldError("(body)", "the message body is empty; send a JSON object")])
+    if len(body) > MAX_BODY_BYTES:
+        raise Rejected([FieldError("(body)", f"the message body is {len(body)} bytes; at most {MAX_BODY_BYTES} "
+                                             "are accepted (split the request)")])
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -123,33 +165,99 @@ def decode_body(body: bytes) -> Any:
             [FieldError("(body)", f"the message body is not UTF-8 text (invalid byte at offset {exc.start})")]
         ) from None
     try:
-        return json.loads(text)
+        document = json.loads(text, parse_int=_parse_int, parse_float=_parse_float,
+                              parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
         raise Rejected(
             [FieldError("(body)", f"the message body is not valid JSON: {exc.msg} at line {exc.lineno} "
                                   f"column {exc.colno}")]
         ) from None
+    except _BadNumber as exc:
+        raise Rejected([FieldError("(body)", f"the message body holds {exc}")]) from None
+    except RecursionError:
+        raise Rejected([FieldError("(body)", "the message body is nested too deeply (no field of a request "
+                                             "needs more than a few levels)")]) from None
+    if _SURROGATE_ESCAPE.search(text):
+        problems = [FieldError(path or "(body)", "must be valid Unicode text: it holds a lone UTF-16 surrogate "
+                                                 f"({_preview(value)})")
+                    for path, value in _lone_surrogates(document)]
+        if problems:
+            raise Rejected(problems[:MAX_REPORTED_ERRORS])
+    return document
+
+
+def _lone_surrogates(document: Any) -> list[tuple[str, str]]:
+    """(field path, text) of every key or string value holding a lone surrogate; iterative, any depth."""
+    found: list[tuple[str, str]] = []
+    stack: list[tuple[str, Any]] = [("", document)]
+    while stack and len(found) < MAX_REPORTED_ERRORS:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            if _LONE_SURROGATE.search(value):
+                found.append((path, value))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                where = f"{path}.{key}" if path else str(key)
+                if _LONE_SURROGATE.search(key):
+                    found.append((path or "(body)", key))
+                    continue
+                stack.append((where, item))
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{i}]", item) for i, item in enumerate(value))
+    return sorted(found)
+
+
+def _preview(value: Any, limit: int = 60) -> str:
+    """A short, ASCII-safe rendering of a value for an error message, whatever its size or depth."""
+    if isinstance(value, dict | list):
+        return f"{_json_type(value)} of {len(value)} items"
+    if isinstance(value, str):
+        text = json.dumps(value[:limit])
+        return text if len(value) <= limit else text[:-1] + '..."'
+    return json.dumps(value)[:limit] if isinstance(value, bool | int | float) or value is None else "?"
+
+
+def is_request_id(value: Any) -> bool:
+    return isinstance(value, str) and _REQUEST_ID.fullmatch(value) is not None
+
+
+def is_id_text(value: Any, limit: int = 256) -> bool:
+    """An identifier Graph could have issued and Table storage can hold: printable, no spaces, no / \\ # ?."""
+    return isinstance(value, str) and len(value) <= limit and _ID_TEXT.fullmatch(value) is not None
+
+
+def best_effort_incident_id(document: Any) -> str | None:
+    """The incidentId of a document we are about to reject, if it is one the contract allows."""
+    candidate = document.get("incidentId") if isinstance(document, dict) else None
+    return candidate if isinstance(candidate, str) and text_field_problem(candidate, 128, True) is None else None
 
 
 def best_effort_request_id(document: Any) -> str | None:
     """The requestId of a document we are about to reject, if it has a usable one."""
     if isinstance(document, dict):
         candidate = document.get("requestId")
-        if isinstance(candidate, str) and _REQUEST_ID.match(candidate):
+        if is_request_id(candidate):
             return candidate
     return None
 
 
-def _check_text(errors: _Errors, doc: dict[str, Any], name: str, limit: int, printable: bool = False) -> None:
-    if name not in doc or doc[name] is None:
-        return
-    value = doc[name]
+def text_field_problem(value: Any, limit: int, printable: bool = False) -> str | None:
+    """What is wrong with an optional free-text field (None and absent are fine), in the contract's words."""
+    if value is None:
+        return None
     if not isinstance(value, str):
-        errors.add(name, f"must be a string, got {_json_type(value)}")
-    elif not 1 <= len(value) <= limit:
-        errors.add(name, f"must be 1 to {limit} characters long, got {len(value)}")
-    elif printable and not value.isprintable():
-        errors.add(name, "must contain printable characters only")
+        return f"must be a string, got {_json_type(value)}"
+    if not 1 <= len(value) <= limit:
+        return f"must be 1 to {limit} characters long, got {len(value)}"
+    if printable and not value.isprintable():
+        return "must contain printable characters only"
+    return None
+
+
+def _check_text(errors: _Errors, doc: dict[str, Any], name: str, limit: int, printable: bool = False) -> None:
+    problem = text_field_problem(doc.get(name), limit, printable)
+    if problem:
+        errors.add(name, problem)
 
 
 def _json_type(value: Any) -> str:
@@ -174,10 +282,10 @@ def _envelope(errors: _Errors, document: Any, fields: frozenset[str], kind: str,
     for name in sorted(set(document) - fields):
         errors.add(name, f"is not a field of a {kind} request (check the spelling)")
     request_id = document.get("requestId")
-    if request_id is not None and not (isinstance(request_id, str) and _REQUEST_ID.match(request_id)):
+    if request_id is not None and not is_request_id(request_id):
         errors.add("requestId", "must be 1 to 128 characters of letters, digits and . _ : -")
     if request_id is None:
-        if not message_id or not _REQUEST_ID.match(message_id):
+        if not is_request_id(message_id):
             errors.add("requestId", "is required when the message has no usable MessageId")
         request_id = message_id
     _check_text(errors, document, "incidentId", 128, printable=True)
@@ -237,15 +345,35 @@ def _parse_instant(errors: _Errors, field: str, value: Any) -> datetime | None:
     if not isinstance(value, str):
         errors.add(field, f"must be an ISO 8601 date-time string with a zone, got {_json_type(value)}")
         return None
+    parsed = parse_instant(value)
+    if isinstance(parsed, str):
+        errors.add(field, parsed)
+        return None
+    return parsed
+
+
+def parse_instant(value: str) -> datetime | str:
+    """An RFC 3339 instant as an aware UTC datetime, or the contract's message for why it is not one."""
+    m = _INSTANT.fullmatch(value)
+    if m is None:
+        try:
+            datetime.fromisoformat(value)
+        except ValueError:
+            return f"is not an ISO 8601 date-time: {_preview(value, 40)}"
+        if "T" in value.upper() and not re.search(r"([Zz]|[+-]\d{2}:?\d{2})$", value):
+            return "must carry a zone (for example 2026-11-20T03:00:00Z)"
+        return f"is not an ISO 8601 date-time: {_preview(value, 40)} (use 2026-11-20T03:00:00Z)"
+    year = int(m[1])
+    if not EARLIEST_YEAR <= year <= LATEST_YEAR:
+        return f"must lie between the years {EARLIEST_YEAR} and {LATEST_YEAR}, got {year}"
+    fraction = (m[7] or "")[:6].ljust(6, "0")
     try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        errors.add(field, f"is not an ISO 8601 date-time: {value[:40]!r}")
-        return None
-    if parsed.tzinfo is None:
-        errors.add(field, "must carry a zone (for example 2026-11-20T03:00:00Z)")
-        return None
-    return parsed.astimezone(UTC)
+        zone = UTC if m[8] else timezone(int(m[9] + "1") * timedelta(hours=int(m[10]), minutes=int(m[11])))
+        parsed = datetime(year, int(m[2]), int(m[3]), int(m[4]), int(m[5]), int(m[6] or 0), int(fraction),
+                          tzinfo=zone)
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
+        return f"is not a valid date-time: {_preview(value, 40)} ({exc})"
 
 
 def _selector_list(errors: _Errors, selection: dict[str, Any], name: str, pattern: re.Pattern[str],
@@ -260,8 +388,8 @@ def _selector_list(errors: _Errors, selection: dict[str, Any], name: str, patter
     seen: set[str] = set()
     result: list[str] = []
     for position, item in enumerate(items):
-        if not isinstance(item, str) or len(item) > 256 or not pattern.match(item.strip()):
-            errors.add(f"selection.{name}[{position}]", f"must be {expected}, got {json.dumps(item)[:60]}")
+        if not isinstance(item, str) or len(item) > 256 or not pattern.fullmatch(item.strip()):
+            errors.add(f"selection.{name}[{position}]", f"must be {expected}, got {_preview(item)}")
             continue
         key = item.strip().lower()
         if key not in seen:
@@ -280,7 +408,7 @@ def parse_selection(errors: _Errors, value: Any, policy: ValidationPolicy) -> Se
         errors.add(f"selection.{name}", "is not a field of a selection (check the spelling)")
     users = _selector_list(errors, value, "users", _EMAIL, "an email address (UPN)")
     directory_ids = _selector_list(errors, value, "directoryObjectIds", _GUID, "a directory object id (a GUID)")
-    unit_ids = _selector_list(errors, value, "protectionUnitIds", re.compile(r"^\S+$"), "a protection unit id")
+    unit_ids = _selector_list(errors, value, "protectionUnitIds", _ID_TEXT, "a protection unit id")
     total = sum(len(value.get(n) or []) if isinstance(value.get(n), list) else 0
                 for n in ("users", "directoryObjectIds", "protectionUnitIds"))
     if total == 0:
@@ -300,7 +428,7 @@ def parse_selection(errors: _Errors, value: Any, policy: ValidationPolicy) -> Se
             errors.add("selection.notBefore", "must be before pointInTime")
     strategy = value.get("strategy", "auto")
     if strategy not in STRATEGIES:
-        errors.add("selection.strategy", f"must be one of {', '.join(STRATEGIES)}, got {json.dumps(strategy)[:40]}")
+        errors.add("selection.strategy", f"must be one of {', '.join(STRATEGIES)}, got {_preview(strategy, 40)}")
     elif strategy == "bulk" and total > BULK_MAX_DRIVES:
         errors.add("selection.strategy", f"a bulk restore takes at most {BULK_MAX_DRIVES} OneDrives "
                                          "(Graph's limit); use standard or split the request")
@@ -312,7 +440,7 @@ def parse_selection(errors: _Errors, value: Any, policy: ValidationPolicy) -> Se
 
 def _check_destination(errors: _Errors, field: str, value: Any, policy: ValidationPolicy) -> bool:
     if value not in ("new", "inPlace"):
-        errors.add(field, f"must be \"new\" or \"inPlace\", got {json.dumps(value)[:40]}")
+        errors.add(field, f"must be \"new\" or \"inPlace\", got {_preview(value, 40)}")
         return False
     if value not in policy.allowed_destination_types:
         errors.add(field, f"destination type {value!r} is not allowed by this service's policy "
@@ -348,6 +476,10 @@ def _parse_artifacts(errors: _Errors, items: Any, default_destination: Any,
             continue
         if len(point) > 256:
             errors.add(f"{where}.restorePointId", "must be at most 256 characters long")
+            continue
+        if not is_id_text(point):
+            errors.add(f"{where}.restorePointId", "must be a restore point id: printable characters without "
+                                                  "spaces or / \\ # ?")
             continue
         destination = item.get("destinationType", default_destination)
         if "destinationType" in item and not _check_destination(
@@ -424,6 +556,8 @@ def parse_browse_request(document: Any, message_id: str | None) -> BrowseRequest
                 errors.add(where, "must be a non-empty string")
             elif len(point) > 256:
                 errors.add(where, "must be at most 256 characters long")
+            elif not is_id_text(point):
+                errors.add(where, "must be a restore point id: printable characters without spaces or / \\ # ?")
             elif point not in points:
                 points.append(point)
     errors.raise_if_any()
@@ -482,7 +616,9 @@ class CloudEvent:
             props["incidentId"] = self.incident_id
         if self.session_id:
             props["sessionId"] = self.session_id
-        return props
+        # AMQP strings are UTF-8: a value that cannot be encoded would fail the whole send.
+        return {k: v if v.isascii() else v.encode("utf-8", "replace").decode("utf-8")
+                for k, v in props.items()}
 
 
 def utc_now_iso() -> str:
@@ -532,8 +668,62 @@ def request_event(request: RestoreRequest, event_type: str, event_id: str, data:
     )
 
 
+def encode_event(event: CloudEvent) -> bytes:
+    """The exact bytes we send (structured mode). A lone surrogate that reached an event this far (from Graph's
+    text, say) becomes "?" rather than failing the publish."""
+    text = json.dumps(event.to_document(), separators=(",", ":"), ensure_ascii=False)
+    return text.encode("utf-8", errors="replace")
+
+
 def event_size(event: CloudEvent) -> int:
-    return len(json.dumps(event.to_document(), separators=(",", ":"), ensure_ascii=False).encode())
+    return len(encode_event(event))
+
+
+def _encoded_length(text: str) -> int:
+    return len(json.dumps(text, ensure_ascii=False).encode("utf-8", errors="replace"))
+
+
+def _prefix_within(text: str, budget: int) -> str:
+    """The longest prefix of `text` whose JSON encoding takes at most `budget` bytes (escapes counted)."""
+    lo, hi = 0, len(text)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if _encoded_length(text[:mid]) <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    return text[:lo]
+
+
+#: Room kept for the fields that say a value was cut (name, size, digest).
+_CUT_MARK_BYTES = 160
+#: A top-level string field longer than this, encoded, may be cut when an event does not fit.
+_LONG_TEXT_BYTES = 2048
+
+
+def _cut_text(event: CloudEvent, name: str, max_bytes: int) -> CloudEvent:
+    """Cut `data[name]` so that the event fits, saying so: `<name>Truncated`, `<name>Size`, `<name>Sha256`
+    (of the original value; for `body`, of the original message body, as the contract documents)."""
+    data = dict(event.data)
+    value = data[name]
+    without = event_size(replace(event, data={**data, name: ""}))
+    budget = max(0, max_bytes - without - _CUT_MARK_BYTES)
+    if name == "body":
+        if "bodySize" not in data:
+            raw = base64.b64decode(value) if data.get("bodyEncoding") == "base64" else value.encode("utf-8")
+            data["bodySize"] = len(raw)
+            data["bodySha256"] = hashlib.sha256(raw).hexdigest()
+        data["bodyTruncated"] = True
+        data["body"] = _prefix_within(value, budget)
+        if data.get("bodyEncoding") == "base64":
+            data["body"] = data["body"][: len(data["body"]) // 4 * 4]  # whole base64 quanta only
+    else:
+        raw = value.encode("utf-8", errors="replace")
+        data[f"{name}Truncated"] = True
+        data[f"{name}Size"] = len(raw)
+        data[f"{name}Sha256"] = hashlib.sha256(raw).hexdigest()
+        data[name] = _prefix_within(value, budget)
+    return replace(event, data=data)
 
 
 def _trim_lists(value: Any, keep: int) -> Any:
@@ -553,6 +743,17 @@ def shrink_to_fit(event: CloudEvent, max_bytes: int) -> CloudEvent:
     """
     if event_size(event) <= max_bytes:
         return event
+    # Long text first (a rejected body, a long error): the lists and scalars are what a reader acts on.
+    if isinstance(event.data.get("body"), str):
+        event = _cut_text(event, "body", max_bytes)
+        if event_size(event) <= max_bytes:
+            return event
+    long_texts = sorted((k for k, v in event.data.items() if isinstance(v, str) and _encoded_length(v) >
+                         _LONG_TEXT_BYTES and k != "body"), key=lambda k: -len(event.data[k]))
+    for name in long_texts:
+        event = _cut_text(event, name, max_bytes)
+        if event_size(event) <= max_bytes:
+            return event
     keep = 1000
     while keep >= 1:
         data = _trim_lists(event.data, keep)
@@ -563,5 +764,6 @@ def shrink_to_fit(event: CloudEvent, max_bytes: int) -> CloudEvent:
         if event_size(candidate) <= max_bytes:
             return candidate
         keep //= 4
-    minimal = {k: v for k, v in event.data.items() if not isinstance(v, list | dict)}
+    minimal = {k: v for k, v in event.data.items() if not isinstance(v, list | dict)
+               and not (isinstance(v, str) and _encoded_length(v) > _LONG_TEXT_BYTES)}
     return replace(event, data={**minimal, "truncated": True})

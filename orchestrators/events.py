@@ -7,7 +7,6 @@ dropped by the topic's duplicate detection, so subscribers see each event once.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -16,7 +15,7 @@ from typing import Any
 from azure.servicebus import ServiceBusMessage
 from azure.servicebus.aio import ServiceBusClient, ServiceBusSender
 
-from .contracts import CLOUDEVENTS_CONTENT_TYPE, CloudEvent, shrink_to_fit
+from .contracts import CLOUDEVENTS_CONTENT_TYPE, CloudEvent, encode_event, shrink_to_fit
 from .settings import ServiceBusConnectionSettings
 
 log = logging.getLogger(__name__)
@@ -34,9 +33,8 @@ def service_bus_client(connection: ServiceBusConnectionSettings) -> ServiceBusCl
 
 
 def to_service_bus_message(event: CloudEvent) -> ServiceBusMessage:
-    body = json.dumps(event.to_document(), separators=(",", ":"), ensure_ascii=False)
     return ServiceBusMessage(
-        body,
+        encode_event(event),
         message_id=event.id,
         correlation_id=event.correlation_id,
         subject=event.type,

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from .contracts import is_request_id
+
 #: Application properties we set on scheduled retry copies of a request.
 ATTEMPT_PROPERTY = "restoreAttempt"
 REQUEST_ID_PROPERTY = "restoreRequestId"
@@ -39,7 +41,9 @@ class InboundMessage:
 
     @property
     def carried_request_id(self) -> str | None:
-        return _text(self.application_properties.get(REQUEST_ID_PROPERTY))
+        """The requestId our own retry copies carry; anything else a sender put there is ignored."""
+        value = _text(self.application_properties.get(REQUEST_ID_PROPERTY))
+        return value if is_request_id(value) else None
 
 
 def _text(value: Any) -> str | None:

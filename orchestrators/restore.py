@@ -23,6 +23,7 @@ from .contracts import (
     CloudEvent,
     RestoreRequest,
     ValidationPolicy,
+    best_effort_incident_id,
     best_effort_request_id,
     decode_body,
     parse_restore_request,
@@ -39,6 +40,7 @@ from .errors import (
     RetryLater,
     redact,
 )
+from .last_resort import is_transient, unprocessable_event
 from .ledger import CREATING, BatchRecord, Ledger, PayloadConflict
 from .messages import InboundMessage
 from .planner import SessionPlan, plan_sessions
@@ -98,6 +100,11 @@ class RestoreOrchestrator:
         try:
             return await self._handle(message)
         except Exception as exc:
+            if not is_transient(exc):
+                log.exception("restore message %s cannot be processed; reported and not retried", message.message_id)
+                event = unprocessable_event("restore", message, exc)
+                await self.publisher.publish([event])
+                return Outcome("failed", event.request_id, (event,))
             if message.delivery_count >= self.settings.max_delivery_count:
                 await self._report_last_delivery(message, exc)
             raise
@@ -257,8 +264,7 @@ class RestoreOrchestrator:
     async def _reject(self, message: InboundMessage, request_id: str | None, errors: list[FieldError],
                       document: Any, conflict: bool = False) -> Outcome:
         key = request_id or message.carried_request_id or message.message_id or "unknown"
-        incident = document.get("incidentId") if isinstance(document, dict) else None
-        incident = incident if isinstance(incident, str) and incident.isprintable() else None
+        incident = best_effort_incident_id(document)
         if conflict and message.message_id:
             # The requestId's own ids belong to the original request; this message answers for itself.
             key = message.message_id
