@@ -223,7 +223,8 @@ def is_request_id(value: Any) -> bool:
 
 def is_id_text(value: Any, limit: int = 256) -> bool:
     """An identifier Graph could have issued and Table storage can hold: printable, no spaces, no / \\ # ?."""
-    return isinstance(value, str) and len(value) <= limit and _ID_TEXT.fullmatch(value) is not None
+    return (isinstance(value, str) and len(value) <= limit and _ID_TEXT.fullmatch(value) is not None
+            and value.isprintable())
 
 
 def best_effort_incident_id(document: Any) -> str | None:
