@@ -389,7 +389,8 @@ def _selector_list(errors: _Errors, selection: dict[str, Any], name: str, patter
     seen: set[str] = set()
     result: list[str] = []
     for position, item in enumerate(items):
-        if not isinstance(item, str) or len(item) > 256 or not pattern.fullmatch(item.strip()):
+        if (not isinstance(item, str) or len(item) > 256 or not pattern.fullmatch(item.strip())
+                or not item.isprintable()):
             errors.add(f"selection.{name}[{position}]", f"must be {expected}, got {_preview(item)}")
             continue
         key = item.strip().lower()

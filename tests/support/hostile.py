@@ -84,6 +84,25 @@ instants_bad = st.sampled_from([
 ])
 
 
+def contract_allows(where: str, text: str, limit: int = 256) -> bool:
+    """The contract's rule for one text field, written from the README independently of the service's code."""
+    printable_id = (0 < len(text) <= limit and text.isprintable()
+                    and not any(c in text for c in " /\\#?") and text.strip() == text)
+    if where == "requestId":
+        return 0 < len(text) <= 128 and all(c in _ID_CHARS for c in text)
+    if where == "incidentId":
+        return 0 < len(text) <= 128 and text.isprintable()
+    if where == "restorePointId":
+        return printable_id
+    if where == "destinationType":
+        return text in ("new", "inPlace")
+    if where == "users":
+        local, _, domain = text.strip().partition("@")
+        return (bool(local) and "." in domain[1:-1] and len(text) <= 256 and text.isprintable()
+                and not any(c.isspace() or c in "@/\\#?" for c in local + domain))
+    raise ValueError(where)
+
+
 def _wrong_type(value: Any) -> st.SearchStrategy[Any]:
     """Another JSON type; null is not one (an optional field given as null counts as absent)."""
     return any_json.filter(lambda v: v is not None and type(v) is not type(value)
@@ -114,7 +133,7 @@ def valid_restore_docs(draw: st.DrawFn) -> dict[str, Any]:
 
 
 @st.composite
-def broken_restore_docs(draw: st.DrawFn) -> tuple[dict[str, Any], str]:
+def broken_restore_docs(draw: st.DrawFn) -> tuple[dict[str, Any], str, bool]:
     doc = draw(valid_restore_docs())
     how = draw(st.sampled_from(["wrong type", "unknown field", "limit + 1", "nasty text", "bad instant",
                                 "conflicting duplicate", "missing", "both"]))
@@ -148,12 +167,7 @@ def broken_restore_docs(draw: st.DrawFn) -> tuple[dict[str, Any], str]:
             doc["selection"] = {"users": [text], "pointInTime": "2026-11-20T03:00:00Z"}
         else:
             doc[where] = text
-        if text.isprintable() and 0 < len(text) <= 128 and where == "incidentId":
-            doc["incidentId"] = {"not": "text"}  # printable incident ids are valid; keep the case broken
-        if where == "destinationType" and text in ("new", "inPlace"):
-            doc[where] = text + "!"
-        if where == "requestId" and all(c in _ID_CHARS for c in text) and 0 < len(text) <= 128:
-            doc[where] = text + "\n"
+        return doc, how, not contract_allows(where, text)
     elif how == "bad instant":
         doc.pop("artifacts", None)
         doc["selection"] = {"users": ["user00001@contoso.com"], "pointInTime": draw(instants_bad)}
@@ -167,7 +181,7 @@ def broken_restore_docs(draw: st.DrawFn) -> tuple[dict[str, Any], str]:
     else:
         doc["artifacts"] = [{"restorePointId": "p-1"}]
         doc["selection"] = {"users": ["user00001@contoso.com"], "pointInTime": "2026-11-20T03:00:00Z"}
-    return doc, how
+    return doc, how, True
 
 
 @st.composite
@@ -180,7 +194,7 @@ def valid_browse_docs(draw: st.DrawFn) -> dict[str, Any]:
 
 
 @st.composite
-def broken_browse_docs(draw: st.DrawFn) -> tuple[dict[str, Any], str]:
+def broken_browse_docs(draw: st.DrawFn) -> tuple[dict[str, Any], str, bool]:
     doc = draw(valid_browse_docs())
     how = draw(st.sampled_from(["wrong type", "unknown field", "limit + 1", "nasty text", "missing"]))
     if how == "wrong type":
@@ -191,12 +205,12 @@ def broken_browse_docs(draw: st.DrawFn) -> tuple[dict[str, Any], str]:
     elif how == "limit + 1":
         doc["restorePointIds"] = [f"p-{i}" for i in range(101)]
     elif how == "nasty text":
-        text = draw(nasty_text.filter(lambda t: not (t and all(c not in t for c in " \t\r\n\x00/\\#?\x7f\x85")
-                                                      and t.isprintable() and len(t) <= 256)))
+        text = draw(nasty_text)
         doc["restorePointIds"] = [text]
+        return doc, how, not contract_allows("restorePointId", text)
     else:
         del doc["restorePointIds"]
-    return doc, how
+    return doc, how, True
 
 
 @st.composite
@@ -217,9 +231,8 @@ def activation_docs(draw: st.DrawFn) -> tuple[dict[str, Any], bool | None, str]:
         doc[name] = draw(any_json.filter(lambda v: not isinstance(v, str) and v is not None))
         return doc, True, shape
     if shape == "nasty":
-        text = draw(nasty_text.filter(lambda t: not (t and all(c not in t for c in " \t\r\n\x00/\\#?\x7f\x85")
-                                                      and t.isprintable() and len(t) <= 128)))
-        return {"sessionIds": [text]}, True, shape
+        text = draw(nasty_text)
+        return {"sessionIds": [text]}, None if contract_allows("restorePointId", text, 128) else True, shape
     if shape == "unknown field":
         return {"requestId": "r-1", "approve": True}, True, shape
     return {"sessionIds": [f"s-{i}" for i in range(101)]}, True, shape
@@ -251,13 +264,13 @@ def cases(kind: str) -> st.SearchStrategy[Case]:
     raw = raw_bodies.map(lambda b: Case(kind, b, _label_raw(b), "raw bytes"))
     if kind == "restore":
         valid = valid_restore_docs().map(lambda d: Case(kind, _json(d), False, "valid"))
-        broken = broken_restore_docs().map(lambda dh: Case(kind, _json(dh[0]), True, dh[1]))
+        broken = broken_restore_docs().map(lambda dh: Case(kind, _json(dh[0]), dh[2], dh[1]))
     elif kind == "browse":
         valid = valid_browse_docs().map(lambda d: Case(kind, _json(d), False, "valid"))
-        broken = broken_browse_docs().map(lambda dh: Case(kind, _json(dh[0]), True, dh[1]))
+        broken = broken_browse_docs().map(lambda dh: Case(kind, _json(dh[0]), dh[2], dh[1]))
     else:
-        valid = activation_docs().filter(lambda t: t[1] is None).map(lambda t: Case(kind, _json(t[0]), None, t[2]))
-        broken = activation_docs().filter(lambda t: t[1] is True).map(lambda t: Case(kind, _json(t[0]), True, t[2]))
+        valid = activation_docs().map(lambda t: Case(kind, _json(t[0]), t[1], t[2]))
+        broken = valid
     return st.one_of(raw, valid, broken, broken)
 
 
