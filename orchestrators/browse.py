@@ -31,7 +31,7 @@ from .contracts import (
     rejected_event,
 )
 from .errors import Contended, FieldError, GraphError, GraphRefused, Rejected, RetryLater
-from .graph import BrowseSessionInfo
+from .graph import BrowseSessionInfo, RestorePointIdentity, parse_graph_time
 from .last_resort import is_transient, unprocessable_event
 from .ledger import CREATED, CREATING, FAILED, BrowseRecord, Ledger
 from .messages import InboundMessage
@@ -55,6 +55,7 @@ class BrowseGraph(Protocol):
     async def create_browse_session(self, restore_point_id: str) -> BrowseSessionInfo: ...
     async def get_browse_session(self, session_id: str) -> BrowseSessionInfo: ...
     async def browse_sessions_since(self, since: datetime) -> list[BrowseSessionInfo]: ...
+    async def restore_point_identity(self, restore_point_id: str) -> RestorePointIdentity | None: ...
 
 
 @dataclass(frozen=True)
@@ -159,9 +160,9 @@ class BrowseOrchestrator:
 
     async def _create(self, row: BrowseRecord, known: set[str]) -> BrowseRecord:
         if row.state == CREATING:
-            adopted = await self._reconcile(row, known)
-            if adopted is not None:
-                return adopted
+            row, adopted = await self._reconcile(row, known)
+            if adopted:
+                return row
         row = await self.ledger.mark_browse_creating(row)
         try:
             session = await self.graph.create_browse_session(row.restore_point_id)
@@ -176,18 +177,33 @@ class BrowseOrchestrator:
         known.add(session.session_id)
         return await self.ledger.mark_browse_created(row, session)
 
-    async def _reconcile(self, row: BrowseRecord, known: set[str]) -> BrowseRecord | None:
-        """Adopt the browse session an earlier attempt created but could not record."""
+    async def _reconcile(self, row: BrowseRecord, known: set[str]) -> tuple[BrowseRecord, bool]:
+        """Adopt the browse session an earlier attempt created but could not record: (row, adopted).
+
+        Graph's browse session reads do not document `restorePointId` (only the create request has it); they
+        name the drive (`directoryObjectId`) and the restore point's time (`restorePointDateTime`), which
+        together identify a restore point. So a listed session created since the `creating` mark (less the
+        clock margin) is ours if it names our restore point, or else if it has the drive and time of ours.
+        The restore point is looked up only here, once: the ledger keeps the answer for later attempts.
+        """
         since = (row.creating_since or datetime.now(UTC)) - CLOCK_SKEW
-        candidates = [s for s in await self.graph.browse_sessions_since(since)
-                      if s.restore_point_id == row.restore_point_id and s.session_id not in known]
+        listed = [s for s in await self.graph.browse_sessions_since(since) if s.session_id not in known]
+        candidates = [s for s in listed if s.restore_point_id == row.restore_point_id]
+        unnamed = [s for s in listed if not s.restore_point_id]
+        if not candidates and unnamed:
+            if not row.point_known:
+                identity = await self.graph.restore_point_identity(row.restore_point_id)
+                row = await self.ledger.record_browse_restore_point(
+                    row, identity.protection_date_time if identity else None,
+                    identity.directory_object_id if identity else None)
+            candidates = [s for s in unnamed if _same_restore_point(s, row)]
         if not candidates:
-            return None
-        adopted = min(candidates, key=lambda s: s.created_date_time or "")
+            return row, False
+        adopted = min(candidates, key=_created_at)
         known.add(adopted.session_id)
         log.warning("browse request %s: adopted browse session %s for %s, created by an earlier attempt",
                     row.request_id, adopted.session_id, row.restore_point_id)
-        return await self.ledger.mark_browse_created(row, adopted)
+        return await self.ledger.mark_browse_created(row, adopted), True
 
     # -- following creating -> created | failed ----------------------------------------------------
 
@@ -288,6 +304,19 @@ class BrowseOrchestrator:
                 data["browseSessionId"] = row.session_id
             return browse_event(request, "browse.session.failed", f"{key}:failed", data, session_id=row.session_id)
         return None
+
+
+def _same_restore_point(session: BrowseSessionInfo, row: BrowseRecord) -> bool:
+    """The session is on the row's drive at the row's restore point time (times compared as instants)."""
+    drive, when = row.point_directory_object_id, parse_graph_time(row.point_date_time)
+    if not drive or when is None or not session.directory_object_id:
+        return False
+    return (session.directory_object_id.lower() == drive.lower()
+            and parse_graph_time(session.restore_point_date_time) == when)
+
+
+def _created_at(session: BrowseSessionInfo) -> datetime:
+    return parse_graph_time(session.created_date_time) or datetime.max.replace(tzinfo=UTC)
 
 
 def browse_event(request: BrowseRequest, event_type: str, event_id: str, data: dict[str, Any],

@@ -62,6 +62,15 @@ class RestorePointCheck:
 
 
 @dataclass(frozen=True)
+class RestorePointIdentity:
+    """A restore point as browse session reads name it: its drive (`directoryObjectId`) and its time."""
+
+    restore_point_id: str
+    protection_date_time: str | None
+    directory_object_id: str | None
+
+
+@dataclass(frozen=True)
 class _Answer:
     status: int
     headers: httpx.Headers
@@ -250,26 +259,59 @@ class GraphGateway:
             found.append(DraftSession(str(item["id"]), created, counts.get("total"), app))
         return found
 
-    async def session_restore_point_ids(self, session_id: str) -> set[str]:
+    async def session_restore_point_ids(self, session_id: str) -> set[str] | None:
+        """The restore points of a session's drive artifacts; None when an artifact comes back without one
+        (Graph shows `restorePoint` inline in the documented listing, but it is a relationship): then the
+        session's content is unknown, which is not the same as different."""
         ids: set[str] = set()
+        complete = True
         path = _BACKUP + "/oneDriveForBusinessRestoreSessions/{sid}/driveRestoreArtifacts"
         async for item in self._pages(path, {"sid": quote(session_id, safe="")}):
             point = item.get("restorePoint") or {}
             rp = point.get("id") or point.get("@odata.id")
             if rp:
                 ids.add(str(rp))
-        return ids
+            else:
+                complete = False
+        return ids if complete else None
+
+    async def _restore_point(self, restore_point_id: str) -> dict[str, Any]:
+        """GET restorePoints/{id}, with its protection unit.
+
+        This call is in msgraph-sdk but not among restorePoint's documented methods. Those are List, which
+        requires `$expand=protectionUnit($filter=id eq ...)` and a `$filter` on protectionDateTime (none on the
+        restore point's own id), and Search, which takes protection unit ids: both need the drive that this
+        lookup is meant to find. `protectionUnit` is a relationship, so it is asked for with `$expand`."""
+        url = self._backup_url(f"restorePoints/{quote(restore_point_id, safe='')}", {"$expand": "protectionUnit"})
+        answer = await self._call(Method.GET, _BACKUP + "/restorePoints/{rp}", raw_url=url)
+        return dict(answer.json())
+
+    async def restore_point_identity(self, restore_point_id: str) -> RestorePointIdentity | None:
+        """The restore point's time and its drive's directoryObjectId, or None if Graph does not know it."""
+        try:
+            point = await self._restore_point(restore_point_id)
+        except GraphRefused as refused:
+            if refused.error.status in (400, 404):
+                return None
+            raise
+        unit = point.get("protectionUnit") or {}
+        directory_object_id = unit.get("directoryObjectId")
+        if not directory_object_id and unit.get("id"):
+            # The expanded unit may be shortened; the drive protection unit itself carries directoryObjectId.
+            quoted = str(unit["id"]).replace("'", "''")
+            found = await self.drive_protection_units(f"id eq '{quoted}'")
+            directory_object_id = found[0].get("directoryObjectId") if found else None
+        return RestorePointIdentity(restore_point_id, point.get("protectionDateTime"),
+                                    str(directory_object_id) if directory_object_id else None)
 
     async def check_restore_point(self, restore_point_id: str) -> RestorePointCheck:
         """Is this restore point one Graph will accept? Used to isolate the bad ones of a batch."""
         try:
-            answer = await self._call(Method.GET, _BACKUP + "/restorePoints/{rp}",
-                                      {"rp": quote(restore_point_id, safe="")})
+            point = await self._restore_point(restore_point_id)
         except GraphRefused as refused:
             if refused.error.status in (400, 404):
                 return RestorePointCheck(restore_point_id, False, refused.error.code)
             raise
-        point = answer.json()
         expires = parse_graph_time(point.get("expirationDateTime"))
         unit = (point.get("protectionUnit") or {}).get("id")
         if expires is not None and expires <= datetime.now(UTC):
@@ -462,5 +504,6 @@ __all__ = [
     "GraphGateway",
     "OrchestrationError",
     "RestorePointCheck",
+    "RestorePointIdentity",
     "parse_graph_time",
 ]

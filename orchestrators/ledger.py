@@ -385,6 +385,12 @@ class Ledger:
     async def mark_browse_failed(self, record: BrowseRecord, error: dict[str, Any]) -> BrowseRecord:
         return await self._replace_browse(replace(record, state=FAILED, error=error))
 
+    async def record_browse_restore_point(self, record: BrowseRecord, protection_date_time: str | None,
+                                          directory_object_id: str | None) -> BrowseRecord:
+        """Keep what identifies the restore point in Graph's browse session reads (looked up once)."""
+        return await self._replace_browse(replace(record, point_known=True, point_date_time=protection_date_time,
+                                                  point_directory_object_id=directory_object_id))
+
 
 BROWSE_PREFIX = "browse:"
 # Characters Table storage refuses in a RowKey are escaped; `%` itself too, so the escaping is reversible.
@@ -430,6 +436,11 @@ class BrowseRecord:
     directory_object_id: str | None = None
     session_error: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
+    # The restore point's protectionDateTime and its drive's directoryObjectId, looked up when a lost create
+    # answer has to be reconciled (browse session reads do not carry restorePointId).
+    point_known: bool = False
+    point_date_time: str | None = None
+    point_directory_object_id: str | None = None
     etag: str | None = field(default=None, compare=False)
 
     @property
@@ -459,6 +470,9 @@ class BrowseRecord:
             "DirectoryObjectId": self.directory_object_id,
             "SessionError": json.dumps(self.session_error) if self.session_error else None,
             "Error": json.dumps(self.error) if self.error else None,
+            "PointKnown": True if self.point_known else None,
+            "PointProtectionDateTime": self.point_date_time,
+            "PointDirectoryObjectId": self.point_directory_object_id,
         }
         entity.update({k: v for k, v in optional.items() if v is not None})
         return entity
@@ -480,5 +494,8 @@ class BrowseRecord:
             directory_object_id=entity.get("DirectoryObjectId"),
             session_error=json.loads(session_error) if session_error else None,
             error=json.loads(error) if error else None,
+            point_known=bool(entity.get("PointKnown")),
+            point_date_time=entity.get("PointProtectionDateTime"),
+            point_directory_object_id=entity.get("PointDirectoryObjectId"),
             etag=entity.metadata.get("etag") if hasattr(entity, "metadata") else None,
         )

@@ -63,7 +63,7 @@ class Publisher(Protocol):
 class Graph(Protocol):
     async def create_restore_session(self, destination_type: str, restore_point_ids: Sequence[str]) -> Any: ...
     async def draft_sessions_since(self, since: datetime) -> list[Any]: ...
-    async def session_restore_point_ids(self, session_id: str) -> set[str]: ...
+    async def session_restore_point_ids(self, session_id: str) -> set[str] | None: ...
     async def check_restore_point(self, restore_point_id: str) -> Any: ...
 
 
@@ -329,9 +329,16 @@ class RestoreOrchestrator:
 
     async def _reconcile(self, batch: BatchRecord, known_sessions: set[str],
                          drafts: _DraftCache) -> BatchRecord | None:
-        """Adopt a draft session an earlier attempt created but could not record."""
+        """Adopt a draft session an earlier attempt created but could not record.
+
+        A candidate draft (created since the mark, same artifact count, our app when Graph says) is ours when
+        its artifacts list exactly the batch's restore points. One whose artifacts do not all name their
+        restore point cannot be told apart: rather than create a second session, the batch is retried later
+        (if no other candidate matches), the way an unknown create outcome is.
+        """
         points = set(batch.remaining_points)
         app_id = getattr(self.graph, "application_id", None)
+        unknown: list[str] = []
         for draft in await drafts.sessions():
             if draft.session_id in known_sessions:
                 continue
@@ -339,12 +346,23 @@ class RestoreOrchestrator:
                 continue
             if app_id and draft.application_id and draft.application_id != app_id:
                 continue
-            if await drafts.restore_point_ids(draft.session_id) == points:
+            listed = await drafts.restore_point_ids(draft.session_id)
+            if listed is None:
+                unknown.append(draft.session_id)
+                continue
+            if listed == points:
                 known_sessions.add(draft.session_id)
                 log.warning("batch %d of %s: adopted draft session %s created by an earlier attempt",
                             batch.index, batch.request_id, draft.session_id)
                 created = draft.created_date_time.isoformat() if draft.created_date_time else None
                 return await self.ledger.mark_created(batch, draft.session_id, "draft", created)
+        if unknown:
+            log.warning("batch %d of %s: draft session(s) %s list artifacts without a restore point; "
+                        "not creating again until they can be compared", batch.index, batch.request_id,
+                        ", ".join(unknown))
+            raise RetryLater(GraphError(None, "ReconcileInconclusive",
+                                        f"draft session(s) {', '.join(unknown)} may be this batch's: Graph "
+                                        "listed artifacts without their restore point"), outcome_unknown=True)
         return None
 
     async def _isolate(self, batch: BatchRecord, points: tuple[str, ...], error: GraphError,
@@ -524,7 +542,7 @@ class _DraftCache:
         self._graph = graph
         self._since = since
         self._sessions: list[Any] | None = None
-        self._points: dict[str, set[str]] = {}
+        self._points: dict[str, set[str] | None] = {}
         self._lock = asyncio.Lock()
 
     async def sessions(self) -> list[Any]:
@@ -534,7 +552,7 @@ class _DraftCache:
                 self._sessions = await self._graph.draft_sessions_since(since)
             return self._sessions
 
-    async def restore_point_ids(self, session_id: str) -> set[str]:
+    async def restore_point_ids(self, session_id: str) -> set[str] | None:
         if session_id not in self._points:
             self._points[session_id] = await self._graph.session_restore_point_ids(session_id)
         return self._points[session_id]

@@ -113,6 +113,18 @@ class AdminClient:
             },
         )
 
+    def lose_next_answer(
+        self, count: int = 1, *, operation: str | None = None, path: str | None = None, method: str = "*"
+    ) -> dict[str, Any]:
+        """The next `count` matching calls take effect, and the connection closes before their answer."""
+        rule: dict[str, Any] = {"name": f"lose-answer-{operation or path}", "method": method,
+                                "loseAnswer": {"count": count}}
+        if operation:
+            rule["operation"] = operation
+        if path:
+            rule["path"] = path
+        return self._call("POST", "/faults", {"rules": [rule]})
+
     def clear_faults(self) -> dict[str, Any]:
         return self._call("DELETE", "/faults")
 

@@ -149,6 +149,7 @@ class GraphEmulatorApp:
             crid = request.headers.get("client-request-id") or rid
             req_bytes = 0
             fault_name = ""
+            inj = None
             try:
                 inj = faults().decide(request.method, _subpath(request.path), op)
                 if inj is not None:
@@ -205,6 +206,13 @@ class GraphEmulatorApp:
                     resp = web.Response(status=status, body=_dumps(payload).encode(), headers=headers)
             except GraphError as err:
                 resp = self._error_response(err, rid, crid)
+            if inj is not None and inj.lose_answer:
+                # The call took effect; the client never hears of it (a connection lost on the way back).
+                transport = request.transport
+                if transport is not None:
+                    transport.abort()
+                self._log(request, op, 0, req_bytes, 0, rid, crid, t0, fault_name)
+                return resp
             self._log(request, op, resp.status, req_bytes, resp.content_length or 0, rid, crid, t0, fault_name)
             return resp
 
@@ -518,7 +526,11 @@ class GraphEmulatorApp:
         if ref is None or self.state.tenant.is_expired(ref, ctx.now):
             raise GraphError(404, "RestorePointNotFound", f"Restore point '{rpid}' was not found.")
         body = {"@odata.context": f"{ctx.base}/$metadata#solutions/backupRestore/restorePoints/$entity"}
-        body.update(self.state.tenant.point_json(ref))
+        # Guess: GET by id is in the SDK, not in restorePoint's documented methods. `protectionUnit` is a
+        # relationship, so, as in the list, it comes back only when `$expand` asks for it.
+        expand = ctx.request.query.get("$expand") or ""
+        wants_unit = re.search(r"(?:^|,)\s*protectionUnit\b", expand) is not None
+        body.update(self.state.tenant.point_json(ref, expand_unit=wants_unit))
         return 200, body
 
     # ---- protection units and policies ---------------------------------------------------------------------------

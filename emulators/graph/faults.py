@@ -17,6 +17,7 @@ ARTIFACT_FAILURE_CODES = ("ArtifactNotFound", "InvalidRestoreTime", "ArtifactCan
 class FaultDecision:
     delay: float = 0.0
     drop: bool = False
+    lose_answer: bool = False  # carry the call out, then close the connection instead of answering
     status: int = 0
     code: str = ""
     message: str = ""
@@ -41,6 +42,7 @@ class FaultRule:
     drop_rate: float = 0.0
     rate_limit: dict[str, Any] | None = None  # {"requests": N, "perSeconds": S, "retryAfter": s, "code": ...}
     fail_next: dict[str, Any] | None = None  # {"count": N, "status": 429, "code": ..., "retryAfter": s}
+    lose_answer: dict[str, Any] | None = None  # {"count": N}: the next N calls take effect, their answers are lost
     _regex: re.Pattern[str] | None = field(default=None, repr=False)
     _hits: deque[float] = field(default_factory=deque, repr=False)
     matched: int = 0
@@ -75,6 +77,7 @@ class FaultRule:
             "dropRate": "drop_rate",
             "rateLimit": "rate_limit",
             "failNext": "fail_next",
+            "loseAnswer": "lose_answer",
         }
         kwargs: dict[str, Any] = {}
         for key, value in data.items():
@@ -101,6 +104,7 @@ class FaultRule:
             "dropRate": self.drop_rate,
             "rateLimit": self.rate_limit,
             "failNext": self.fail_next,
+            "loseAnswer": self.lose_answer,
             "matched": self.matched,
         }
 
@@ -158,7 +162,7 @@ class FaultInjector:
             decision = decision or FaultDecision()
             if rule.latency_ms or rule.jitter_ms:
                 decision.delay += (rule.latency_ms + self.rng.uniform(0, rule.jitter_ms)) / 1000.0
-            if decision.status or decision.drop:
+            if decision.status or decision.drop or decision.lose_answer:
                 continue
             nxt = rule.fail_next
             if nxt and int(nxt.get("count", 0)) > 0:
@@ -187,6 +191,12 @@ class FaultInjector:
                     decision.rule = rule.name
                     continue
                 hits.append(now)
+            lose = rule.lose_answer
+            if lose and int(lose.get("count", 0)) > 0:
+                lose["count"] = int(lose["count"]) - 1
+                decision.lose_answer = True
+                decision.rule = rule.name
+                continue
             if rule.drop_rate and self.rng.random() < rule.drop_rate:
                 decision.drop = True
                 decision.rule = rule.name

@@ -3,6 +3,9 @@
 Nothing here runs in the background.  Activation computes each artifact's transition times; statuses are
 derived from the clock when read, and a heap of completion times is settled before every request so the
 active-session count (for the cap) and the "drive being restored" index stay exact as the clock moves.
+
+How long a session is in progress depends on its size: its workload's `SessionTiming` gives a fixed part
+and the work per artifact, done at most `parallelism` artifacts at a time (see README, "Timeline").
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .clock import iso, parse_iso
-from .config import EmulatorConfig
+from .config import ONEDRIVE, EmulatorConfig
 from .errors import GraphError, bad_request, is_guid
 from .faults import FaultInjector
 from .seed import BrowseTree, Drive, RestorePointRef, Tenant, hashed_uuid
@@ -100,6 +103,7 @@ class Session:
     modified: float
     modified_by: dict[str, Any]
     destination: str | None = None
+    workload: str = ONEDRIVE
     artifacts: dict[str, Artifact] = field(default_factory=dict)
     drive_indices: set[int] = field(default_factory=set)
     point_ids: set[str] = field(default_factory=set)
@@ -245,6 +249,12 @@ class EmulatorState:
         t_sched = now + cfg.activating_seconds
         t_start = t_sched + cfg.scheduled_seconds
         jitter = cfg.in_progress_jitter_seconds
+        timing = cfg.session_timing(s.workload)
+        # Guess: Graph publishes end-to-end restore times only; how they split into phases and workers is ours.
+        # Bounded parallelism: each of the session's `parallelism` workers takes the next artifact (in the
+        # session's order) when it is free; the heap holds when each worker is free again, measured from the
+        # end of the fixed part. Artifacts refused right after scheduling take no worker.
+        workers = [0.0] * max(1, min(timing.parallelism, len(s.artifacts)))
         for art in s.artifacts.values():
             art.t_sched = t_sched
             point = art.point
@@ -261,7 +271,10 @@ class EmulatorState:
             else:
                 art.error_code = self.faults.artifact_failure(art.drive.id)
                 art.t_start = t_start
-                art.t_done = t_start + cfg.in_progress_seconds + (self.rng.uniform(0, jitter) if jitter else 0.0)
+                free_at = heapq.heappop(workers)
+                busy_until = free_at + timing.per_artifact_seconds + (self.rng.uniform(0, jitter) if jitter else 0.0)
+                heapq.heappush(workers, busy_until)
+                art.t_done = t_start + timing.fixed_seconds + busy_until
                 self.restoring.setdefault(art.drive.index, art)
                 if art.error_code is None and art.kind == "drive":
                     art.restored = self._restored_site(art)
@@ -852,6 +865,8 @@ class EmulatorState:
         }
 
     def browse_session_json(self, bs: BrowseSession, now: float) -> dict[str, Any]:
+        # `restorePointId` is a create request field only: the resource's properties and every documented
+        # answer (create, get, list) name the restore point by its drive and time instead.
         return {
             "@odata.type": "#microsoft.graph.oneDriveForBusinessBrowseSession",
             "id": bs.id,
@@ -859,7 +874,6 @@ class EmulatorState:
             "createdDateTime": iso(bs.created),
             "expirationDateTime": iso(bs.expires_at),
             "restorePointDateTime": iso(bs.point.time),
-            "restorePointId": bs.point.id,
             "backupSizeInBytes": str(BrowseTree.size_for(bs.point.id)),
             "directoryObjectId": bs.point.drive.directory_object_id,
             "error": None,

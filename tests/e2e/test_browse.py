@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from datetime import datetime
 
+import httpx
 import pytest
 
 from orchestrators import cli
@@ -31,6 +33,40 @@ def quick_browse_sessions(graph):
 
 def _browse(points: list[str], request_id: str, **extra):
     return {"requestId": request_id, "incidentId": "INC-4711", "restorePointIds": points, **extra}
+
+
+def _instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _graph_http(harness: Harness) -> httpx.Client:
+    """Raw calls to the Graph emulator, as another client of the tenant would make them."""
+    return httpx.Client(base_url=harness.settings_env["GRAPH_BASE_URL"] + "/solutions/backupRestore",
+                        headers={"Authorization": f"Bearer {harness.settings_env['GRAPH_ACCESS_TOKEN']}"},
+                        timeout=30)
+
+
+def _points_of(harness: Harness, sessions: list[dict], extra: tuple[dict, ...] = ()) -> list[str]:
+    """The restore point of each browse session, found the only way Graph's reads allow: by the drive
+    (`directoryObjectId`) and the restore point's time (`restorePointDateTime`)."""
+    samples = harness.graph.samples(10)
+    drives = {d["id"]: d["directoryObjectId"] for d in samples["drives"]}
+    index = {(drives[p["protectionUnitId"]], _instant(p["protectionDateTime"])): p["id"]
+             for p in [*samples["fastRestorePoints"], *extra]}
+    return [index.get((s["directoryObjectId"], _instant(s["restorePointDateTime"])), "?") for s in sessions]
+
+
+def _earlier_fast_point(harness: Harness, point_id: str) -> dict:
+    """Another fastRestore point of the same drive, hours older, from Graph's documented restore point list."""
+    [sample] = [p for p in harness.graph.samples(10)["fastRestorePoints"] if p["id"] == point_id]
+    params = {"$expand": f"protectionUnit($filter=id eq '{sample['protectionUnitId']}')",
+              "$filter": f"protectionDateTime lt {sample['protectionDateTime'].split('.')[0].rstrip('Z')}Z",
+              "$top": "100"}
+    with _graph_http(harness) as http:
+        listed = http.get("/restorePoints", params=params).json()["value"]
+    other = next(p for p in listed if p["tags"] == "fastRestore")
+    return {"id": other["id"], "protectionUnitId": sample["protectionUnitId"],
+            "protectionDateTime": other["protectionDateTime"]}
 
 
 async def _run_cli(monkeypatch, capsys, harness: Harness, *argv: str) -> tuple[int, list[str], str]:
@@ -59,6 +95,7 @@ async def test_one_fast_restore_point_gets_a_browse_session_reported_once_create
     assert message["message_id"] == created["id"] and message["correlation_id"] == "INC-4711"
     assert message["application_properties"]["sessionId"] == session["id"]
     assert [i.outcome for i in harness.host.invocations] == ["completed"]
+    assert harness.graph_calls("getRestorePoint") == []  # nothing is looked up on the way to a session
 
 
 async def test_many_restore_points_get_one_browse_session_each_and_a_repeat_gets_none(harness):
@@ -176,7 +213,7 @@ async def test_redelivery_after_a_crash_creates_no_second_browse_session(unstart
         events = await harness.run_browse(_browse(points, f"b-crash-{step}"))
 
         sessions = harness.browse_sessions()
-        assert sorted(s["restorePointId"] for s in sessions) == sorted(points), \
+        assert sorted(_points_of(harness, sessions)) == sorted(points), \
             f"{len(sessions)} browse sessions in Graph after a crash at {step}"
         assert [i.outcome for i in harness.host.invocations] == ["abandoned", "completed"]
         ids = [e["id"] for e in events]
@@ -186,6 +223,50 @@ async def test_redelivery_after_a_crash_creates_no_second_browse_session(unstart
         assert of_type(events, "browse.session.failed") == []
     finally:
         await harness.stop()
+
+
+async def test_a_lost_create_answer_is_reconciled_by_drive_and_time_and_the_session_adopted(harness):
+    points = harness.fast_restore_points(3)
+    harness.graph.lose_next_answer(1, operation="createBrowseSession")  # Graph creates it; we never hear
+    events = await harness.run_browse(_browse(points, "b-lost-answer"))
+
+    sessions = harness.browse_sessions()
+    assert all("restorePointId" not in s for s in sessions)  # Graph's reads do not name the restore point
+    assert sorted(_points_of(harness, sessions)) == sorted(points)  # one browse session per restore point
+    assert [c["status"] for c in harness.graph_calls("createBrowseSession")] == [0, 201, 201]
+    assert len(harness.graph_calls("getRestorePoint")) == 1  # only the row that was left `creating`
+    created = of_type(events, "browse.session.created")
+    assert sorted(e["data"]["restorePointId"] for e in created) == sorted(points)
+    assert {e["data"]["browseSessionId"] for e in created} == {s["id"] for s in sessions}
+    for event in created:
+        [session] = [s for s in sessions if s["id"] == event["data"]["browseSessionId"]]
+        assert _points_of(harness, [session]) == [event["data"]["restorePointId"]]
+    assert of_type(events, "browse.session.failed") == []
+    assert [i.outcome for i in harness.host.invocations] == ["completed", "completed"]
+
+
+async def test_a_browse_session_on_another_restore_point_of_the_same_drive_is_never_adopted(harness):
+    [point] = harness.fast_restore_points(1)
+    other = _earlier_fast_point(harness, point)
+    with _graph_http(harness) as http:  # another client browses the same OneDrive, 6 hours further back
+        foreign = http.post("/oneDriveForBusinessBrowseSessions", json={"restorePointId": other["id"]}).json()
+    # Our first create fails without an answer that says whether it was applied (it was not); the second one
+    # is applied but its answer is lost. Each redelivery must tell the other client's session from ours.
+    harness.graph.fail_next(1, status=504, code="gatewayTimeout", operation="createBrowseSession")
+    harness.graph.lose_next_answer(1, operation="createBrowseSession")
+    events = await harness.run_browse(_browse([point], "b-same-drive"))
+
+    sessions = harness.browse_sessions()
+    assert sorted(_points_of(harness, sessions, (other,))) == sorted([point, other["id"]])
+    [created] = events
+    assert created["type"] == "browse.session.created" and created["data"]["restorePointId"] == point
+    assert created["data"]["browseSessionId"] != foreign["id"]
+    [ours] = [s for s in sessions if s["id"] == created["data"]["browseSessionId"]]
+    assert _points_of(harness, [ours]) == [point]
+    assert [c["status"] for c in harness.graph_calls("createBrowseSession")] == [201, 504, 0]
+    # The restore point was looked up by the first reconcile only; the second read it from the ledger.
+    assert len(harness.graph_calls("getRestorePoint")) == 1
+    assert [i.outcome for i in harness.host.invocations] == ["completed", "completed", "completed"]
 
 
 async def test_a_session_still_creating_after_the_invocation_is_followed_by_a_scheduled_copy(harness, graph):

@@ -7,7 +7,9 @@ from collections import Counter
 
 import pytest
 
+from orchestrators.credentials import FixedTokenCredential
 from orchestrators.events import EventPublisher
+from orchestrators.graph import GraphGateway
 from orchestrators.ledger import Ledger
 from orchestrators.runtime import Runtime
 from tests.e2e.harness import SimulatedCrash, of_type
@@ -127,5 +129,52 @@ async def test_a_request_that_fails_on_every_delivery_is_reported_before_it_is_d
             assert dead.delivery_count == 10  # the SDK's count: ten earlier deliveries, none of them settled
             await dlq.complete_message(dead)
         assert harness.graph_sessions() == []
+    finally:
+        await harness.stop()
+
+
+class GraphListingArtifactsWithoutTheirRestorePoint(GraphGateway):
+    """The real gateway; the first artifact listings it reads come back with `restorePoint` left out (a
+    relationship: Graph's documented listing shows it inline, nothing promises it)."""
+
+    listings_to_strip = 0
+
+    async def _pages(self, template, params=None, headers=None):
+        strip = template.endswith("/driveRestoreArtifacts") and self.listings_to_strip > 0
+        if strip:
+            self.listings_to_strip -= 1
+        async for item in super()._pages(template, params, headers):
+            yield {k: v for k, v in item.items() if k != "restorePoint"} if strip else item
+
+
+async def test_a_draft_whose_artifacts_do_not_name_their_restore_points_is_retried_not_duplicated(
+        unstarted_harness):
+    harness = unstarted_harness
+    settings = harness.settings
+    parts = await Runtime.create(settings)
+    graph = GraphListingArtifactsWithoutTheirRestorePoint.create(
+        FixedTokenCredential(settings.graph_access_token or ""), settings.graph_base_url,
+        application_id=settings.graph_client_id)
+    graph.listings_to_strip = 1
+    parts._closers.append(graph)
+    parts.graph = graph
+    await harness.start(parts)
+    try:
+        points = harness.restore_points(3)
+        harness.graph.lose_next_answer(1, operation="createRestoreSession")  # created in Graph; we never hear
+        events = await harness.run({"requestId": "r-unnamed-artifacts",
+                                    "artifacts": [{"restorePointId": p} for p in points]})
+
+        assert graph.listings_to_strip == 0  # the first reconcile saw the draft's artifacts without their points
+        [session] = harness.graph_sessions()
+        assert sorted(a["restorePointId"] for a in session["artifacts"]) == sorted(points)
+        assert [c["status"] for c in harness.graph_calls("createRestoreSession")] == [0]  # never created again
+        # attempt 1: the answer is lost; 2: the draft cannot be compared, so it waits; 3: it is adopted.
+        assert [i.outcome for i in harness.host.invocations] == ["completed", "completed", "completed"]
+        [created] = of_type(events, "restore.session.created")
+        assert created["data"]["sessionId"] == session["id"]
+        assert sorted(created["data"]["restorePointIds"]) == sorted(points)
+        assert len(of_type(events, "restore.request.accepted")) == 1
+        assert of_type(events, "restore.request.failed") == []
     finally:
         await harness.stop()

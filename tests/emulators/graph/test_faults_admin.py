@@ -92,6 +92,23 @@ async def test_dropped_connection_closes_without_an_answer(emu):
     assert emu.admin.calls()[-1]["status"] == 0
 
 
+async def test_a_lost_answer_takes_effect_but_never_reaches_the_client(emu, samples):
+    emu.admin.lose_next_answer(1, operation="createBrowseSession")
+    from emulators.graph import make_token
+
+    transport = httpx.AsyncHTTPTransport(retries=0)
+    body = {"restorePointId": samples["fastRestorePoints"][0]["id"]}
+    async with httpx.AsyncClient(base_url=emu.base_url, transport=transport,
+                                 headers={"Authorization": f"Bearer {make_token()}"}) as c:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await c.post(f"{R}/oneDriveForBusinessBrowseSessions", json=body)
+        [made] = (await c.get(f"{R}/oneDriveForBusinessBrowseSessions")).json()["value"]  # it was created
+        again = await c.post(f"{R}/oneDriveForBusinessBrowseSessions", json=body)  # the rule is used up
+    assert again.status_code == 201 and again.json()["id"] != made["id"]
+    assert [c["status"] for c in emu.admin.calls()] == [0, 200, 201]
+    assert emu.admin.calls()[0]["fault"] == "lose-answer-createBrowseSession"
+
+
 async def test_call_log_records_each_graph_call_and_can_be_cleared(http, emu):
     resp = await http.post(ODB, json={}, headers={"client-request-id": "c-1"})
     calls = emu.admin.calls()

@@ -191,6 +191,43 @@ async def test_browse_session_goes_creating_then_created(br, emu, samples):
     assert [b.id for b in listed.value] == [created.id]
 
 
+BROWSE_READ_PROPERTIES = {"@odata.type", "id", "status", "createdDateTime", "expirationDateTime",
+                          "restorePointDateTime", "backupSizeInBytes", "directoryObjectId", "error"}
+
+
+async def test_browse_session_reads_name_the_drive_and_time_never_the_restore_point_id(http, emu, samples):
+    point, drive = samples["fastRestorePoints"][2], samples["drives"][2]
+    created = await http.post(f"{R}/oneDriveForBusinessBrowseSessions", json={"restorePointId": point["id"]})
+    assert created.status_code == 201
+    emu.admin.advance(10)
+    bid = created.json()["id"]
+    got = (await http.get(f"{R}/oneDriveForBusinessBrowseSessions/{bid}")).json()
+    listed = (await http.get(f"{R}/oneDriveForBusinessBrowseSessions")).json()["value"]
+    listed_base = (await http.get(f"{R}/browseSessions")).json()["value"]
+    for body in (created.json(), got, listed[0], listed_base[0]):
+        # The create answer, the get and both lists: the documented properties, and no restorePointId.
+        assert set(body) - {"@odata.context"} == BROWSE_READ_PROPERTIES
+        assert body["id"] == bid and body["directoryObjectId"] == drive["directoryObjectId"]
+        assert _instant(body["restorePointDateTime"]) == _instant(point["protectionDateTime"])
+        assert _instant(body["expirationDateTime"]) - _instant(body["createdDateTime"]) == timedelta(days=3)
+    assert _instant(created.json()["createdDateTime"]) == NOW
+    assert (created.json()["status"], got["status"]) == ("creating", "created")
+
+
+def _instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+async def test_restore_point_get_carries_its_protection_unit_only_when_expanded(http, samples):
+    point, drive = samples["fastRestorePoints"][0], samples["drives"][0]
+    plain = (await http.get(f"{R}/restorePoints/{point['id']}")).json()
+    assert "protectionUnit" not in plain
+    assert _instant(plain["protectionDateTime"]) == _instant(point["protectionDateTime"])
+    expanded = (await http.get(f"{R}/restorePoints/{point['id']}", params={"$expand": "protectionUnit"})).json()
+    unit = expanded["protectionUnit"]
+    assert (unit["id"], unit["directoryObjectId"]) == (drive["id"], drive["directoryObjectId"])
+
+
 async def test_browse_session_on_a_non_fast_restore_point_is_refused(br, samples):
     with pytest.raises(ODataError) as info:
         await br.one_drive_for_business_browse_sessions.post(
