@@ -65,7 +65,7 @@ def main() -> None:
             totals[kind] = Counter()
 
             @seed(args.seed)
-            @settings(max_examples=max(1, args.bodies // len(KINDS)), deadline=None, database=None,
+            @settings(max_examples=max(1, -(-args.bodies // len(KINDS))), deadline=None, database=None,
                       suppress_health_check=list(HealthCheck))
             @given(case=cases(kind))
             def one(case: Case) -> None:
