@@ -11,10 +11,16 @@ runtime.configure(settings)
 
 app = func.FunctionApp()
 
+# Bodies are bound as bytes: the host then passes them untouched (a string binding would decode them, replacing
+# invalid UTF-8, and would merge a JSON body's top-level properties into the trigger metadata, so a body with a
+# "DeliveryCount" or "UserProperties" key would overwrite what the host reports about the message).
+BODY = func.DataType.BINARY
+
 
 @app.function_name("restore_requests")
 @app.service_bus_queue_trigger(
-    arg_name="message", queue_name="%RESTORE_REQUESTS_QUEUE%", connection="ServiceBusConnection"
+    arg_name="message", queue_name="%RESTORE_REQUESTS_QUEUE%", connection="ServiceBusConnection",
+    data_type=BODY,
 )
 async def restore_requests(message: func.ServiceBusMessage) -> None:
     await entrypoints.handle_restore_request(message)
@@ -22,7 +28,8 @@ async def restore_requests(message: func.ServiceBusMessage) -> None:
 
 @app.function_name("browse_requests")
 @app.service_bus_queue_trigger(
-    arg_name="message", queue_name="%BROWSE_REQUESTS_QUEUE%", connection="ServiceBusConnection"
+    arg_name="message", queue_name="%BROWSE_REQUESTS_QUEUE%", connection="ServiceBusConnection",
+    data_type=BODY,
 )
 async def browse_requests(message: func.ServiceBusMessage) -> None:
     await entrypoints.handle_browse_request(message)
@@ -30,7 +37,8 @@ async def browse_requests(message: func.ServiceBusMessage) -> None:
 
 @app.function_name("activation_requests")
 @app.service_bus_queue_trigger(
-    arg_name="message", queue_name="%ACTIVATION_REQUESTS_QUEUE%", connection="ServiceBusConnection"
+    arg_name="message", queue_name="%ACTIVATION_REQUESTS_QUEUE%", connection="ServiceBusConnection",
+    data_type=BODY,
 )
 async def activation_requests(message: func.ServiceBusMessage) -> None:
     await entrypoints.handle_activation_request(message)
