@@ -17,6 +17,9 @@ Usage::
         await host.wait_idle(timeout=30)
         assert host.invocations[-1].outcome == "completed"
 
+With ``worker="real"`` (CLI ``--worker real``, Python 3.13+) the functions are indexed, loaded and invoked
+through Microsoft's worker library instead of being called directly: see :mod:`emulators.functions_worker`.
+
 CLI: ``python -m emulators.functions_host --app function_app --settings local.settings.json``.
 """
 
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import contextvars
 import datetime as dt
 import importlib
 import importlib.util
@@ -49,6 +53,8 @@ from azure.functions.timer import TimerRequest
 from azure.servicebus import ServiceBusReceivedMessage, ServiceBusReceiveMode
 from azure.servicebus.aio import ServiceBusClient, ServiceBusReceiver
 
+from emulators.stop_signals import start_thread
+
 log = logging.getLogger("emulators.functions_host")
 
 DEFAULT_CONNECTION = "AzureWebJobsServiceBus"
@@ -57,6 +63,9 @@ DEFAULT_CONNECTION = "AzureWebJobsServiceBus"
 DEFAULT_MAX_CONCURRENT_CALLS = 16
 DEFAULT_MAX_AUTO_LOCK_RENEWAL = 300.0
 DEFAULT_MAX_MESSAGE_BATCH_SIZE = 1000
+# The CLI's grace for invocations in flight on SIGTERM/Ctrl-C. Guess: a local run should stop within a few
+# seconds when told; how long the Functions host drains is not modelled. FunctionsHost's stop_timeout stays 30 s.
+DEFAULT_CLI_STOP_TIMEOUT = 2.0
 INFINITE = float("inf")
 
 
@@ -306,6 +315,74 @@ _SETTING_REF = re.compile(r"%([^%]+)%")
 _INDEXED: dict[int, tuple[Any, list[Any]]] = {}
 
 
+# ---------------------------------------------------------------------------------------------- shutdown helpers
+
+
+async def close_promptly(handler: Any) -> None:
+    """Close an ``azure.servicebus.aio`` sender or receiver without sitting out its keep-alive tick.
+
+    Each aio handler runs a keep-alive task that sleeps in one-second steps and is awaited at the very end of
+    ``close()``, after the links, the session and the connection are closed: up to a second of nothing per close.
+    Cancelling that task first changes nothing else; the SDK still drains the link, releases buffered messages
+    and closes the connection. (The attribute is the SDK's own; if it is absent, this is a plain ``close()``.)"""
+    amqp = getattr(handler, "_handler", None)
+    keep_alive = getattr(amqp, "_keep_alive_thread", None)
+    if isinstance(keep_alive, asyncio.Future) and not keep_alive.done():
+        keep_alive.cancel()
+        amqp._keep_alive_thread = None  # type: ignore[union-attr]
+    await handler.close()
+
+
+@contextlib.asynccontextmanager
+async def _opened(handler: Any) -> Any:
+    """``async with handler`` that closes with :func:`close_promptly`."""
+    await handler.__aenter__()
+    try:
+        yield handler
+    finally:
+        await close_promptly(handler)
+
+
+def _sync_thread_count() -> int:
+    # The Python worker's pool: PYTHON_THREADPOOL_THREAD_COUNT, else ThreadPoolExecutor's default size.
+    configured = os.environ.get("PYTHON_THREADPOOL_THREAD_COUNT", "")
+    return int(configured) if configured.isdigit() and int(configured) > 0 else min(32, (os.cpu_count() or 1) + 4)
+
+
+_SYNC_THREADS = threading.BoundedSemaphore(_sync_thread_count())
+
+
+def _run_sync(fn: Callable[..., Any], kwargs: dict[str, Any]) -> asyncio.Future[Any]:
+    """Run a sync function on a daemon thread (at most ``_sync_thread_count()`` at a time) and return a future.
+
+    Like ``asyncio.to_thread`` (context copied, cancelling the future does not stop the function), except that a
+    function still running when the host stops does not keep the process alive: the interpreter joins the default
+    executor's threads at exit, while the Python worker's threads die with its process."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+    context = contextvars.copy_context()
+
+    def deliver(ok: bool, value: Any) -> None:
+        if future.done():  # the invocation was cancelled meanwhile
+            return
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+    def run() -> None:
+        with _SYNC_THREADS:
+            try:
+                ok, value = True, context.run(fn, **kwargs)
+            except BaseException as exc:  # handed to the awaiting invocation
+                ok, value = False, exc
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
+            loop.call_soon_threadsafe(deliver, ok, value)
+
+    start_thread(threading.Thread(target=run, name=f"function:{getattr(fn, '__name__', 'sync')}", daemon=True))
+    return future
+
+
 # ---------------------------------------------------------------------------------------------- NCRONTAB
 
 
@@ -386,7 +463,12 @@ class FunctionsHost:
         poll_interval: float = 0.5,
         stop_timeout: float = 30.0,
         reload: bool = True,
+        worker: str = "inproc",
     ) -> None:
+        if worker not in ("inproc", "real"):
+            raise ValueError(f"worker must be 'inproc' or 'real', not {worker!r}")
+        self.worker = worker
+        self._worker: Any = None  # the emulators.functions_worker.RealWorker in "real" mode
         self.app_module_or_path = app_module_or_path
         self.settings = {str(k): str(v) for k, v in (settings or {}).items()}
         self.options = HostOptions.load(host_json)
@@ -445,7 +527,13 @@ class FunctionsHost:
             self._saved_env.setdefault(key, os.environ.get(key))
             os.environ[key] = value
         try:
-            self.module, app = load_app(self.app_module_or_path, reload=self.reload)
+            if self.worker == "real":
+                from emulators.functions_worker import RealWorker
+
+                self._worker = RealWorker(self.app_module_or_path)
+                self.module, app = await self._worker.load()
+            else:
+                self.module, app = load_app(self.app_module_or_path, reload=self.reload)
             self._index(app)
             for trig in self.triggers.values():
                 if trig.kind == "serviceBus" and (self.only is None or trig.name in self.only):
@@ -463,6 +551,11 @@ class FunctionsHost:
         if not self._started:
             return
         self._stopping.set()
+        # The peekers (wait_idle's) are not in use any more: close them while the receive loops wind down.
+        peekers, self._peekers = list(self._peekers.values()), {}
+        closing = asyncio.ensure_future(
+            asyncio.gather(*(close_promptly(peeker) for peeker in peekers), return_exceptions=True)
+        )
         if self._tasks:
             _done, pending = await asyncio.wait(list(self._tasks), timeout=self.stop_timeout)
             for task in pending:
@@ -470,9 +563,10 @@ class FunctionsHost:
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
         self._tasks.clear()
-        # Closing an SDK handler waits on the link's detach; close them side by side.
-        await asyncio.gather(*(peeker.close() for peeker in self._peekers.values()), return_exceptions=True)
-        self._peekers.clear()
+        if self._worker is not None:
+            self._worker.stop()
+            self._worker = None
+        await closing
         await asyncio.gather(*(client.close() for client in self._clients.values()), return_exceptions=True)
         self._clients.clear()
         for key, old in self._saved_env.items():
@@ -570,7 +664,7 @@ class FunctionsHost:
         batch = self.options.max_message_batch_size if trig.many else 1
         while not self._stopping.is_set():
             try:
-                async with self._receiver(trig, prefetch=self.options.prefetch_count) as receiver:
+                async with _opened(self._receiver(trig, prefetch=self.options.prefetch_count)) as receiver:
                     while not self._stopping.is_set():
                         messages = await receiver.receive_messages(
                             max_message_count=batch, max_wait_time=self.poll_interval
@@ -610,7 +704,10 @@ class FunctionsHost:
             arg: Any = converted if trig.many else converted[0]
             error: BaseException | None = None
             try:
-                await self._call(trig, arg)
+                if self._worker is not None:
+                    await self._worker.invoke_messages(trig, messages, self.options.function_timeout)
+                else:
+                    await self._call(trig, arg)
             except Exception as err:
                 error = err
                 log.warning(
@@ -691,7 +788,7 @@ class FunctionsHost:
             kwargs["context"] = _Context(trig.name, directory)
         timeout = self.options.function_timeout
         # Sync functions run in a worker thread, as the Python worker does.
-        coro = fn(**kwargs) if inspect.iscoroutinefunction(fn) else asyncio.to_thread(fn, **kwargs)
+        coro = fn(**kwargs) if inspect.iscoroutinefunction(fn) else _run_sync(fn, kwargs)
         if timeout is None:
             return await coro
         return await asyncio.wait_for(coro, timeout)
@@ -715,7 +812,10 @@ class FunctionsHost:
         started, t0 = time.time(), time.monotonic()
         error: BaseException | None = None
         try:
-            await self._call(trig, request)
+            if self._worker is not None:
+                await self._worker.invoke_timer(trig, past_due=past_due, timeout=self.options.function_timeout)
+            else:
+                await self._call(trig, request)
         except Exception as err:
             error = err
             log.warning("%s: timer function failed: %r", name, err, exc_info=err)
@@ -815,6 +915,15 @@ def _read_settings(path: str | None) -> dict[str, str]:
 
 
 async def _run_cli(args: argparse.Namespace) -> None:
+    import signal
+
+    # First, so that a stop signal during start-up is not lost either. The loop's wakeup fd sees a signal
+    # whichever thread the kernel hands it to.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
     settings = _read_settings(args.settings)
     standin = None
     if args.standin is not None:
@@ -826,14 +935,10 @@ async def _run_cli(args: argparse.Namespace) -> None:
                 settings[key] = standin.connection_string
         settings.setdefault("ServiceBusConnection", standin.connection_string)
         print(f"Service Bus stand-in: {standin.connection_string}", flush=True)
-    host = FunctionsHost(args.app, settings=settings, host_json=args.host_json, run_timers=not args.no_timers)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    import signal
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+    host = FunctionsHost(
+        args.app, settings=settings, host_json=args.host_json, run_timers=not args.no_timers, worker=args.worker,
+        stop_timeout=args.stop_timeout,
+    )
     try:
         async with host:
             names = ", ".join(
@@ -842,6 +947,7 @@ async def _run_cli(args: argparse.Namespace) -> None:
             )
             print(f"Functions: {names}", flush=True)
             await stop.wait()
+            log.info("stopping: invocations in flight get %.1f s, then they are cancelled", args.stop_timeout)
     finally:
         if standin is not None:
             standin.stop()
@@ -861,7 +967,21 @@ def main(argv: list[str] | None = None) -> None:
         metavar="CONFIG",
         help="also start the Service Bus stand-in (optionally with this Config.json) and point the app at it",
     )
-    parser.add_argument("--standin-port", type=int, default=5672)
+    parser.add_argument("--standin-port", type=int, default=5672, help="0 picks a free port")
+    parser.add_argument(
+        "--stop-timeout",
+        type=float,
+        default=DEFAULT_CLI_STOP_TIMEOUT,
+        metavar="SECONDS",
+        help="on SIGTERM or Ctrl-C, how long invocations in flight may run on before they are cancelled "
+        f"(default {DEFAULT_CLI_STOP_TIMEOUT:g}); their messages come back once their locks expire",
+    )
+    parser.add_argument(
+        "--worker",
+        choices=("inproc", "real"),
+        default="inproc",
+        help="real: index, load and invoke the functions through azure-functions-runtime (Python 3.13+)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -870,6 +990,10 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("azure").setLevel(logging.WARNING)
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
+    import signal
+
+    # Until the loop installs its handlers, SIGTERM interrupts like Ctrl-C does (and ends the run cleanly).
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_run_cli(args))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,20 +21,29 @@ import httpx
 from azure.servicebus import ServiceBusMessage
 from azure.servicebus.aio import ServiceBusClient
 
-from emulators.functions_host import FunctionsHost
+from emulators.functions_host import FunctionsHost, close_promptly
 from emulators.graph import AdminClient, make_token
 from orchestrators import runtime
 from orchestrators.runtime import Runtime
 from orchestrators.settings import Settings
+from tests.e2e import servicebus_backend
 
 ROOT = Path(__file__).resolve().parents[2]
+#: E2E_WORKER=real runs the app inside the Python worker library (azure-functions-runtime, Python 3.13+)
+#: instead of calling its functions directly; see emulators/functions_worker.
+WORKER = os.environ.get("E2E_WORKER", "inproc")
+REAL_WORKER = WORKER == "real"
 APP_ID = "11111111-2222-3333-4444-555555555555"
 WRITER_ROLES = ("BackupRestore-Restore.ReadWrite.All", "BackupRestore-Search.Read.All",
                 "BackupRestore-Configuration.Read.All")
 
 
-class SimulatedCrash(Exception):
-    """The worker 'dies' here: the host abandons the message and Service Bus redelivers it."""
+class SimulatedCrash(ConnectionError):
+    """The worker 'dies' here: the host abandons the message and Service Bus redelivers it.
+
+    A connection error, because what the service must do is the same as for a lost connection at that point:
+    let Service Bus deliver the message again (a failure that comes from the message itself is reported and
+    completed instead)."""
 
 
 def base_settings(graph_url: str, sb_connection: str, ledger_connection: str, **extra: str) -> dict[str, str]:
@@ -68,6 +78,11 @@ class Harness:
     _events_rx: Any = None
 
     @property
+    def introspects(self) -> bool:
+        """Whether ``standin`` can be looked into (the stand-in can; Microsoft's emulator is reached by SDK only)."""
+        return hasattr(self.standin, "snapshot")
+
+    @property
     def settings(self) -> Settings:
         return Settings.from_env(self.settings_env)
 
@@ -76,20 +91,27 @@ class Harness:
         runtime.install(self.runtime)
         self.client = ServiceBusClient.from_connection_string(self.sb_connection)
         self.host = FunctionsHost(app_module_or_path="function_app", settings=self.settings_env,
-                                  host_json=str(ROOT / "host.json"))
+                                  host_json=servicebus_backend.host_json(), worker=WORKER)
         await self.host.start()
         return self
 
     async def stop(self) -> None:
-        if self.host is not None:
-            await self.host.stop()
-        if self._events_rx is not None:
-            await self._events_rx.close()
-        if self.client is not None:
-            await self.client.close()
+        # The test's own events receiver closes while the host winds down; the app's runtime only after the
+        # host, whose invocations in flight still use it.
+        async def close_events() -> None:
+            if self._events_rx is not None:
+                await close_promptly(self._events_rx)
+            if self.client is not None:
+                await self.client.close()
+
+        outcomes = await asyncio.gather(self.host.stop() if self.host is not None else asyncio.sleep(0),
+                                        close_events(), return_exceptions=True)
         runtime.install(None)
         if self.runtime is not None:
             await self.runtime.aclose()
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     async def send(self, body: bytes | Mapping[str, Any], message_id: str | None = None,
                    queue: str = "restore-requests") -> str:
@@ -105,7 +127,7 @@ class Harness:
         await self.host.wait_idle(timeout=timeout, include_scheduled=True)
 
     def pending_events(self) -> int:
-        counts = self.standin.snapshot().get("restore-events/Subscriptions/all", {}) if self.standin else {}
+        counts = self.standin.snapshot().get("restore-events/Subscriptions/all", {}) if self.introspects else {}
         return int(counts.get("active", 0))
 
     async def drain_events(self, wait: float = 0.5) -> list[dict[str, Any]]:
@@ -117,8 +139,8 @@ class Harness:
         rx = self._events_rx
         got: list[dict[str, Any]] = []
         while True:
-            expected = self.pending_events() if self.standin else 200
-            if self.standin and expected == 0:
+            expected = self.pending_events() if self.introspects else 200
+            if self.introspects and expected == 0:
                 break
             batch = await rx.receive_messages(max_message_count=max(1, min(expected, 500)), max_wait_time=wait)
             if not batch:

@@ -101,7 +101,7 @@ async def test_a_restore_point_listed_twice_is_restored_once(harness):
          "destinaton", "not a field"),
         (json.dumps({"requestId": "bad-4", "artifacts": [{"restorePointId": f"p{i}"} for i in range(10_001)]})
          .encode(), "artifacts", "at most 10000"),
-        (b"\xff\xfe\xfa not text", "(body)", "not UTF-8"),
+        (b"\xff\xfe\xfa not text", "(body)", "not UTF-8"),  # bound as bytes: it arrives as sent
         (b" ", "(body)", "empty"),
         (json.dumps({"requestId": "bad-7", "selection": {"users": ["a@contoso.com"],
                                                           "pointInTime": "2026-11-20T03:00:00"}}).encode(),
@@ -122,6 +122,22 @@ async def test_bad_input_ends_in_one_rejection_naming_the_problem(harness, body,
     assert harness.graph_sessions() == []
     outcomes = [i.outcome for i in harness.host.invocations]
     assert outcomes == ["completed"]  # settled once: no redelivery loop
+
+
+async def test_a_body_with_keys_named_like_trigger_metadata_is_judged_on_its_own_content(harness):
+    """Under the Functions host a string-bound JSON body would have these keys merged into the trigger metadata
+    (and "DeliveryCount": "x" would fail the invocation before the app runs); bound as bytes it arrives as sent."""
+    body = json.dumps({"requestId": "r-meta", "DeliveryCount": "x", "UserProperties": "x", "MessageId": "forged",
+                       "ApplicationProperties": {"restoreAttempt": 99, "restoreRequestId": "someone-else"},
+                       "artifacts": [{"restorePointId": "p-1"}]}).encode()
+    events = await harness.run(body, message_id="msg-meta")
+    [rejected] = events
+    assert rejected["type"] == "restore.request.rejected" and rejected["id"] == "r-meta:rejected"
+    fields = {e["field"] for e in rejected["data"]["errors"]}
+    assert fields == {"DeliveryCount", "UserProperties", "MessageId", "ApplicationProperties"}
+    assert rejected["data"]["body"] == body.decode()
+    [invocation] = [i for i in harness.host.invocations if i.function == "restore_requests"]
+    assert (invocation.message_id, invocation.delivery_count, invocation.outcome) == ("msg-meta", 1, "completed")
 
 
 async def test_a_dry_run_plans_without_writing_to_graph(harness):

@@ -1,0 +1,62 @@
+"""Fixtures: a fresh Service Bus stand-in per test, with two queues for the sample app."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from emulators.servicebus import ServiceBusStandIn
+
+SAMPLE_APP = Path(__file__).resolve().parent / "worker_sample_app.py"
+
+
+def _queue(name: str) -> dict[str, Any]:
+    return {
+        "Name": name,
+        "Properties": {
+            "LockDuration": "PT5S",
+            "MaxDeliveryCount": 3,
+            "RequiresDuplicateDetection": False,
+            "DuplicateDetectionHistoryTimeWindow": "PT20S",
+            "DefaultMessageTimeToLive": "PT1H",
+            "DeadLetteringOnMessageExpiration": False,
+            "RequiresSession": False,
+            "ForwardTo": "",
+            "ForwardDeadLetteredMessagesTo": "",
+        },
+    }
+
+
+CONFIG: dict[str, Any] = {
+    "UserConfig": {
+        "Namespaces": [{"Name": "sbemulatorns", "Queues": [_queue("sample-q"), _queue("sample-bin")], "Topics": []}],
+        "Logging": {"Type": "File"},
+    }
+}
+
+
+@pytest.fixture(autouse=True)
+def _quiet_sdk_logs() -> None:
+    logging.getLogger("azure").setLevel(logging.WARNING)
+
+
+@pytest.fixture
+def sb() -> Iterator[ServiceBusStandIn]:
+    standin = ServiceBusStandIn(config=CONFIG).start(host="127.0.0.1", port=0)
+    try:
+        yield standin
+    finally:
+        standin.stop()
+
+
+@pytest.fixture
+def settings(sb: ServiceBusStandIn) -> dict[str, str]:
+    return {
+        "ServiceBusConnection": sb.connection_string,
+        "SAMPLE_QUEUE": "sample-q",
+        "SAMPLE_BINARY_QUEUE": "sample-bin",
+    }
