@@ -1,13 +1,15 @@
 """Benchmark: restore by point in time for many users, standard sessions against one bulk session.
 
-    python -m bench.selection_bench [--users 10000] [--session-minutes 63] [--tracker-seconds 60]
+    python -m bench.selection_bench [--users 10000] [--fixed-minutes 168] [--per-artifact-minutes 12]
+                                    [--parallelism 50] [--tracker-seconds 60]
 
 For each strategy, one request names every user with `activate: true`. Printed: the wall time until the request
 is accepted (resolution and creates), the Graph calls that took, by operation, and the emulated time until the
 last drive is restored under the 25-session cap, with the tracker run every --tracker-seconds on a frozen Graph
-clock advanced by hand (as in bench/activation_bench.py). The emulator gives every artifact of a session the same
-duration, however many the session holds; real bulk sessions of thousands of drives take longer (Microsoft's
-preview target: 1,000 drives in under 12 hours).
+clock advanced by hand (as in bench/activation_bench.py). Sessions last fixed + ceil(artifacts / parallelism) *
+per-artifact (the emulator's defaults: Microsoft's published restore times), so the bulk session of every drive
+takes far longer than a standard session of 50. Also printed: what the service estimates for each strategy
+with the same model, and what `strategy: auto` chooses from it.
 """
 
 from __future__ import annotations
@@ -19,17 +21,18 @@ import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
-from bench.services import frozen_clock_graph_args, local_services
+from bench.activation_bench import add_model_options, graph_args, model_from, model_settings
+from bench.services import local_services
 from orchestrators.messages import InboundMessage
 from orchestrators.runtime import Runtime
+from orchestrators.selection import AutoStrategy, SessionDurationModel, choose_strategy
 from orchestrators.settings import Settings
 
 
-async def run(users: int, strategy: str, session_seconds: int, tracker_seconds: int) -> dict[str, object]:
-    graph_args = frozen_clock_graph_args(session_seconds)
-    with local_services(drives=users, graph_args=graph_args) as services:
+async def run(users: int, strategy: str, model: SessionDurationModel, tracker_seconds: int) -> dict[str, object]:
+    with local_services(drives=users, graph_args=graph_args(model)) as services:
         emails = [d["email"] for d in services.graph.samples(users)["drives"]]
-        env = services.settings_env()
+        env = services.settings_env(**model_settings(model))
         parts = await Runtime.create(Settings.from_env(env))
         point_in_time = (datetime.now(UTC) + timedelta(minutes=1)).isoformat()
         try:
@@ -65,15 +68,22 @@ async def run(users: int, strategy: str, session_seconds: int, tracker_seconds: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", type=int, default=10_000)
-    parser.add_argument("--session-minutes", type=float, default=63.0)
+    add_model_options(parser)
     parser.add_argument("--tracker-seconds", type=int, default=60)
     parser.add_argument("--strategies", nargs="+", default=["standard", "bulk"])
     args = parser.parse_args()
-    session_seconds = int(args.session_minutes * 60)
-    print(f"{args.users} users; session duration {session_seconds} s (emulated), tracker every "
-          f"{args.tracker_seconds} s, cap 25")
+    model = model_from(args)
+    print(f"{args.users} users; session duration {model.fixed_seconds:g} s + {model.per_artifact_seconds:g} s per "
+          f"{model.parallelism} artifacts (emulated), tracker every {args.tracker_seconds} s, cap 25")
+    settings = Settings.from_env({"ServiceBusConnection": "Endpoint=sb://127.0.0.1;", "AzureWebJobsStorage": "-",
+                                  **model_settings(model)})
+    auto = AutoStrategy.from_settings(settings)
+    estimate = auto.estimate([args.users])
+    bulk = "-" if estimate.bulk_seconds is None else f"{estimate.bulk_seconds / 60:.0f} min"
+    print(f"service estimate: standard {estimate.standard_seconds / 60:.0f} min, bulk {bulk}; "
+          f"auto chooses {choose_strategy('auto', [args.users], auto)}")
     for strategy in args.strategies:
-        r = asyncio.run(run(args.users, strategy, session_seconds, args.tracker_seconds))
+        r = asyncio.run(run(args.users, strategy, model, args.tracker_seconds))
         calls: Counter[str] = r["calls"]  # type: ignore[assignment]
         detail = ", ".join(f"{op} {n}" for op, n in sorted(calls.items()))
         print(f"{strategy:>8}: accepted after {r['accept_s']:.1f} s wall; {sum(calls.values())} Graph calls "

@@ -16,8 +16,10 @@ each drive's outcome (`restore.bulk.completed`).
 from __future__ import annotations
 
 import asyncio
+import heapq
 import json
 import logging
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -160,11 +162,95 @@ def apply_points(drives: Sequence[Drive], found: dict[str, list[str | None]]) ->
     return result
 
 
-def choose_strategy(requested: str, drive_count: int, threshold: int) -> str:
-    """`auto`: bulk above BULK_THRESHOLD_DRIVES (and within Graph's bulk limit), else standard."""
+@dataclass(frozen=True)
+class SessionDurationModel:
+    """How long one restore session takes from activation to its last artifact:
+    fixed + ceil(artifacts / parallelism) * per_artifact."""
+
+    fixed_seconds: float
+    per_artifact_seconds: float
+    parallelism: int
+
+    @classmethod
+    def onedrive(cls, settings: Settings) -> SessionDurationModel:
+        return cls(settings.onedrive_session_fixed_seconds, settings.onedrive_session_per_artifact_seconds,
+                   settings.onedrive_session_parallelism)
+
+    def seconds(self, artifacts: int) -> float:
+        return self.fixed_seconds + math.ceil(max(artifacts, 0) / self.parallelism) * self.per_artifact_seconds
+
+
+def completion_seconds(session_sizes: Sequence[int], max_active: int, model: SessionDurationModel) -> float:
+    """Time from the first activation until the last session ends, when the sessions are activated in the
+    given order, each as soon as fewer than `max_active` are running. Sessions of equal size thus run in
+    waves of `max_active`. The tracker's polling delay is left out (a minute per wave against hours)."""
+    if not session_sizes:
+        return 0.0
+    free_at = [0.0] * max(1, min(max_active, len(session_sizes)))  # when each slot can take the next session
+    last = 0.0
+    for size in session_sizes:
+        ends = heapq.heappop(free_at) + model.seconds(size)
+        heapq.heappush(free_at, ends)
+        last = max(last, ends)
+    return last
+
+
+def standard_session_sizes(drive_counts: Sequence[int], per_session: int) -> list[int]:
+    """The standard plan's session sizes: per destination type, full sessions of `per_session`, then the rest."""
+    sizes: list[int] = []
+    for count in drive_counts:
+        full, rest = divmod(max(count, 0), per_session)
+        sizes += [per_session] * full + ([rest] if rest else [])
+    return sizes
+
+
+@dataclass(frozen=True)
+class PlanEstimate:
+    standard_seconds: float
+    bulk_seconds: float | None  # None: a destination type has more drives than one bulk request may name
+
+
+@dataclass(frozen=True)
+class AutoStrategy:
+    """What `auto` weighs: how long each plan would take under the active-session cap, from the settings'
+    duration model; bulk only for more than `threshold` drives."""
+
+    threshold: int
+    per_session: int
+    max_active: int
+    model: SessionDurationModel
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AutoStrategy:
+        return cls(settings.bulk_threshold_drives, settings.max_artifacts_per_session, settings.max_active_sessions,
+                   SessionDurationModel.onedrive(settings))
+
+    def estimate(self, drive_counts: Sequence[int]) -> PlanEstimate:
+        """Standard: sessions of at most `per_session`, run under the cap. Bulk: one session per destination
+        type (`drive_counts` holds the drives of each destination type)."""
+        standard = completion_seconds(standard_session_sizes(drive_counts, self.per_session), self.max_active,
+                                      self.model)
+        bulk_sizes = [c for c in drive_counts if c > 0]
+        if any(c > BULK_MAX_DRIVES for c in bulk_sizes):
+            return PlanEstimate(standard, None)
+        return PlanEstimate(standard, completion_seconds(bulk_sizes, self.max_active, self.model))
+
+    def choose(self, drive_counts: Sequence[int]) -> str:
+        """Bulk when there are more than `threshold` drives and bulk is estimated to end sooner; else standard
+        (a tie goes to standard)."""
+        if sum(drive_counts) <= self.threshold:
+            return "standard"
+        estimate = self.estimate(drive_counts)
+        if estimate.bulk_seconds is not None and estimate.bulk_seconds < estimate.standard_seconds:
+            return "bulk"
+        return "standard"
+
+
+def choose_strategy(requested: str, drive_counts: Sequence[int], auto: AutoStrategy) -> str:
+    """The strategy asked for; for `auto`, the plan estimated to restore every drive first."""
     if requested != "auto":
         return requested
-    return "bulk" if threshold < drive_count <= BULK_MAX_DRIVES else "standard"
+    return auto.choose(drive_counts)
 
 
 def window(selection: Selection, resolved_at: datetime) -> tuple[datetime, datetime]:
@@ -263,8 +349,7 @@ class SelectionResolver:
             drives = await self._identify(selection)
             resolved_at = datetime.now(UTC)
             start, end = window(selection, resolved_at)
-            strategy = choose_strategy(selection.strategy, len(selection_keys(drives)),
-                                       self.settings.bulk_threshold_drives)
+            strategy = self._choose(request.request_id, selection.strategy, len(selection_keys(drives)))
             if record and self.ledger is not None:
                 header = await self._record_identities(request.request_id, drives, strategy, start, end)
         if header is not None:
@@ -276,6 +361,16 @@ class SelectionResolver:
         if do_search:
             drives = await self._search(request.request_id if record else None, drives, start, end)
         return Resolution(tuple(drives), strategy, start, end, do_search)
+
+    def _choose(self, request_id: str, requested: str, drive_count: int) -> str:
+        auto = AutoStrategy.from_settings(self.settings)
+        strategy = choose_strategy(requested, [drive_count], auto)
+        if requested == "auto":
+            estimate = auto.estimate([drive_count])
+            bulk = "-" if estimate.bulk_seconds is None else f"{estimate.bulk_seconds / 3600:.1f} h"
+            log.info("request %s: auto chose %s for %d drives (estimated: standard %.1f h, bulk %s)", request_id,
+                     strategy, drive_count, estimate.standard_seconds / 3600, bulk)
+        return strategy
 
     async def _identify(self, selection: Selection) -> list[Drive]:
         selectors = selectors_of(selection)

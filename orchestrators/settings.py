@@ -84,6 +84,12 @@ class Settings:
     bulk_threshold_drives: int = 1250
     protection_unit_lookup_max: int = 20
     search_concurrency: int = 8
+    # How long a OneDrive restore session takes from activation to its last artifact, for `auto`'s estimate:
+    # fixed + ceil(artifacts / parallelism) * per_artifact. Defaults: Microsoft's published restore times
+    # (3 hours for 50 accounts, 250 accounts an hour beyond 1,000), the same model as the Graph emulator's.
+    onedrive_session_fixed_seconds: float = 10_080.0
+    onedrive_session_per_artifact_seconds: float = 720.0
+    onedrive_session_parallelism: int = 50
 
     @property
     def graph_host(self) -> str:
@@ -135,6 +141,11 @@ class Settings:
             bulk_threshold_drives=reader.integer("BULK_THRESHOLD_DRIVES", 1250, 1, 10_000),
             protection_unit_lookup_max=reader.integer("PROTECTION_UNIT_LOOKUP_MAX", 20, 0, 1000),
             search_concurrency=reader.integer("SEARCH_CONCURRENCY", 8, 1, 64),
+            onedrive_session_fixed_seconds=reader.number("ONEDRIVE_SESSION_FIXED_SECONDS", 10_080.0, 0.0,
+                                                         30 * 86_400.0),
+            onedrive_session_per_artifact_seconds=reader.number("ONEDRIVE_SESSION_PER_ARTIFACT_SECONDS", 720.0,
+                                                                0.0, 86_400.0),
+            onedrive_session_parallelism=reader.integer("ONEDRIVE_SESSION_PARALLELISM", 50, 1, 10_000),
         )
         settings.validate_graph_credentials()
         return settings

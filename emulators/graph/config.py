@@ -2,8 +2,40 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
+
+ONEDRIVE = "oneDrive"
+WORKLOADS = (ONEDRIVE,)  # workloads whose restore sessions the emulator serves (SharePoint and Exchange: later)
+
+
+@dataclass(frozen=True)
+class SessionTiming:
+    """The `inProgress` phase of one workload's restore sessions.
+
+    A session's artifacts are worked on at most `parallelism` at a time, each for `per_artifact_seconds`
+    (plus jitter), after `fixed_seconds` that every session spends whatever its size. Without jitter the
+    phase lasts `fixed + ceil(artifacts / parallelism) * per_artifact`.
+    """
+
+    fixed_seconds: float
+    per_artifact_seconds: float
+    parallelism: int
+
+    def in_progress_seconds(self, artifacts: int) -> float:
+        if artifacts <= 0:
+            return self.fixed_seconds
+        return self.fixed_seconds + math.ceil(artifacts / self.parallelism) * self.per_artifact_seconds
+
+
+# OneDrive defaults fitted to Microsoft's published restore times ("Overview of Microsoft 365 Backup",
+# Performance expectations; see README): with 30 s activating and 30 s scheduled, activate -> done is
+# 3 hours for 50 accounts, and beyond that the session restores 250 accounts an hour (50 every 12 minutes).
+ONEDRIVE_TIMING = SessionTiming(fixed_seconds=10_020.0, per_artifact_seconds=720.0, parallelism=50)
+
+_NON_NEGATIVE = ("activating_seconds", "scheduled_seconds", "in_progress_seconds", "in_progress_per_artifact_seconds",
+                 "in_progress_jitter_seconds", "browse_creating_seconds", "browse_ttl_seconds")
 
 
 @dataclass
@@ -13,11 +45,13 @@ class EmulatorConfig:
     active_cap: int = 25
     clock_scale: float = 1.0
     start_time: float | None = None  # epoch seconds; None = the wall clock at start/reset
-    # lifecycle (defaults: a session completes about 4 emulated minutes after activate)
+    # lifecycle of OneDrive restore sessions (defaults: 3 hours for 50 artifacts, 12 minutes per 50 more)
     activating_seconds: float = 30.0  # session activating -> active; artifacts scheduling -> scheduled
     scheduled_seconds: float = 30.0  # artifacts wait in `scheduled` before `inProgress`
-    in_progress_seconds: float = 180.0  # per artifact, artifacts of a session run in parallel
-    in_progress_jitter_seconds: float = 0.0  # + uniform(0, jitter), seeded
+    in_progress_seconds: float = ONEDRIVE_TIMING.fixed_seconds  # fixed part of `inProgress`, any session size
+    in_progress_per_artifact_seconds: float = ONEDRIVE_TIMING.per_artifact_seconds  # work on one artifact
+    in_progress_parallelism: int = ONEDRIVE_TIMING.parallelism  # artifacts of one session worked on at a time
+    in_progress_jitter_seconds: float = 0.0  # + uniform(0, jitter) per artifact, seeded
     browse_creating_seconds: float = 10.0
     # Guess: the docs' example expires a browse session ~3 days after creation; the real TTL is undocumented.
     browse_ttl_seconds: float = 3 * 86400.0
@@ -46,7 +80,18 @@ class EmulatorConfig:
                 value = int(value)
             elif value is not None and isinstance(current, float):
                 value = float(value)
+            if snake == "in_progress_parallelism" and (value is None or value < 1):
+                raise ValueError(f"{key} must be at least 1, got {value!r}")
+            if snake in _NON_NEGATIVE and (value is None or value < 0):
+                raise ValueError(f"{key} must not be negative, got {value!r}")
             setattr(self, snake, value)
+
+    def session_timing(self, workload: str = ONEDRIVE) -> SessionTiming:
+        """The in-progress timing of `workload`'s sessions (only OneDrive is served so far)."""
+        if workload != ONEDRIVE:
+            raise ValueError(f"no restore session timing for workload {workload!r}")
+        return SessionTiming(self.in_progress_seconds, self.in_progress_per_artifact_seconds,
+                             self.in_progress_parallelism)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

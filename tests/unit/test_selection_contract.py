@@ -11,7 +11,9 @@ from orchestrators.errors import Rejected
 from orchestrators.selection import (
     NO_RESTORE_POINT,
     NOT_PROTECTED,
+    AutoStrategy,
     Drive,
+    SessionDurationModel,
     apply_points,
     bulk_outcomes,
     choose_strategy,
@@ -125,12 +127,14 @@ def test_search_answers_become_restore_points_or_the_reason_none_was_found():
     assert resolved[2].reason == "unknownUser"
 
 
-def test_auto_chooses_bulk_above_the_threshold_and_within_graphs_bulk_limit():
-    assert choose_strategy("auto", 1250, 1250) == "standard"
-    assert choose_strategy("auto", 1251, 1250) == "bulk"
-    assert choose_strategy("auto", 10_001, 1250) == "standard"
-    assert choose_strategy("standard", 5000, 1250) == "standard"
-    assert choose_strategy("bulk", 1, 1250) == "bulk"
+def test_auto_chooses_bulk_only_above_the_threshold_and_within_graphs_bulk_limit():
+    # Sessions that take 4 minutes whatever their size: one bulk session beats two waves of standard ones.
+    auto = AutoStrategy(threshold=1250, per_session=50, max_active=25, model=SessionDurationModel(240, 0, 50))
+    assert choose_strategy("auto", [1250], auto) == "standard"
+    assert choose_strategy("auto", [1251], auto) == "bulk"
+    assert choose_strategy("auto", [10_001], auto) == "standard"
+    assert choose_strategy("standard", [5000], auto) == "standard"
+    assert choose_strategy("bulk", [1], auto) == "bulk"
 
 
 def test_the_window_never_reaches_past_the_moment_of_resolution():

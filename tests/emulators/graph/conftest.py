@@ -22,6 +22,8 @@ BASELINE: dict[str, Any] = {
     "activating_seconds": 30.0,
     "scheduled_seconds": 30.0,
     "in_progress_seconds": 180.0,
+    "in_progress_per_artifact_seconds": 0.0,  # every session lasts 4 minutes whatever its size
+    "in_progress_parallelism": 50,
     "in_progress_jitter_seconds": 0.0,
     "browse_creating_seconds": 10.0,
     "browse_ttl_seconds": 3 * 86400.0,
