@@ -215,7 +215,8 @@ def service_bus_input(
     body = message_body(msg, data_type)
     metadata = service_bus_metadata(msg, function_name=function_name, delivery_count=delivery_count)
     if body.WhichOneof("data") == "string":
-        merge_json_body(body.string, metadata)
+        # The message classes declare their fields at run time, hence getattr for the type checker.
+        merge_json_body(getattr(body, "string"), metadata)  # noqa: B009
     return [ParameterBinding(name=arg_name, data=body)], metadata
 
 
