@@ -9,9 +9,13 @@ from typing import Any
 
 from aiohttp import web
 
+from ..stop_signals import start_thread
 from .admin import AdminClient
 from .app import GraphEmulatorApp
 from .config import EmulatorConfig
+
+#: On stop, how long in-flight requests get to finish before they are cancelled (aiohttp's default is 60 s).
+SHUTDOWN_TIMEOUT_SECONDS = 0.5
 
 
 class GraphEmulator:
@@ -78,8 +82,8 @@ class GraphEmulator:
                 loop.run_until_complete(self._shutdown())
                 loop.close()
 
-        self._thread = threading.Thread(target=run, name="graph-emulator", daemon=True)
-        self._thread.start()
+        # The loop's thread never takes SIGINT/SIGTERM: they must reach the main thread (see stop_signals).
+        self._thread = start_thread(threading.Thread(target=run, name="graph-emulator", daemon=True))
         ready.wait(30)
         if errors:
             self._thread = None
@@ -87,7 +91,9 @@ class GraphEmulator:
         return self
 
     async def _serve(self, host: str, port: int) -> None:
-        runner = web.AppRunner(self.graph.app, access_log=None, handle_signals=False)
+        runner = web.AppRunner(
+            self.graph.app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS
+        )
         await runner.setup()
         site = web.TCPSite(runner, host, port, reuse_address=True)
         await site.start()

@@ -1,13 +1,15 @@
-"""``python -m emulators.servicebus --port 5672 --config Config.json``: run the stand-in until interrupted."""
+"""``python -m emulators.servicebus --port 5672 --config Config.json``: run the stand-in until SIGTERM or Ctrl-C."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import signal
-import threading
 
+from ..stop_signals import block_stop_signals, wait_for_stop_signal
 from . import DEFAULT_CONFIG, ServiceBusStandIn
+
+log = logging.getLogger("emulators.servicebus")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -26,13 +28,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     if not args.verbose:
         logging.getLogger("proton").setLevel(logging.WARNING)
+    # Before any thread starts: SIGINT and SIGTERM then wait, pending, for this thread alone (see stop_signals).
+    block_stop_signals()
     standin = ServiceBusStandIn(config=args.config).start(host=args.host, port=args.port)
-    print(standin.connection_string, flush=True)
-    done = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: done.set())
     try:
-        done.wait()
+        print(standin.connection_string, flush=True)
+        signum = wait_for_stop_signal()
+        log.info("%s received; stopping", signal.Signals(signum).name)
     finally:
         standin.stop()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 from proton import Condition, Delivery, Disposition, Endpoint, Handler, Link, Terminus
 from proton.reactor import Container
 
+from ..stop_signals import start_thread
 from .broker import Broker, BrokerError, Delivered, NotAllowed, Queue
 from .codec import (
     AmqpMessage,
@@ -31,6 +33,8 @@ DEFAULT_CONFIG = Path(__file__).with_name("Config.json")
 # Service Bus Standard (and the official emulator) accept messages of up to 256 KB.
 DEFAULT_MAX_MESSAGE_SIZE = 256 * 1024
 TICK_SECONDS = 0.05
+# On stop, how long the reactor keeps running so that clients receive the connection close frames.
+CLOSE_GRACE_SECONDS = 0.25
 MANAGEMENT = "$management"
 CBS = "$cbs"
 SESSION_FILTER = "com.microsoft:session-filter"
@@ -80,6 +84,8 @@ class _BrokerHandler(Handler):
         self.container: Container | None = None
         self.stopping = threading.Event()
         self.connections: set[Any] = set()
+        self.acceptor: Any = None
+        self._close_deadline: float | None = None
         broker.listeners.append(self._on_queue_changed)
 
     # ------------------------------------------------------------ reactor plumbing
@@ -89,12 +95,7 @@ class _BrokerHandler(Handler):
 
     def on_timer_task(self, event: Any) -> None:
         if self.stopping.is_set():
-            for conn in list(self.connections):
-                try:
-                    conn.close()
-                except Exception:
-                    log.debug("closing connection failed", exc_info=True)
-            event.container.stop()
+            self._wind_down(event.container)
             return
         try:
             self.broker.tick()
@@ -102,6 +103,23 @@ class _BrokerHandler(Handler):
         except Exception:
             log.exception("broker tick failed")
         event.container.schedule(TICK_SECONDS, self)
+
+    def _wind_down(self, container: Container) -> None:
+        """Stop listening, close every connection, and stop the reactor once the clients have seen their close
+        frames (or after CLOSE_GRACE_SECONDS, for clients that do not answer)."""
+        if self._close_deadline is None:
+            self._close_deadline = time.monotonic() + CLOSE_GRACE_SECONDS
+            if self.acceptor is not None:
+                self.acceptor.close()
+            for conn in list(self.connections):
+                try:
+                    conn.close()
+                except Exception:
+                    log.debug("closing connection failed", exc_info=True)
+        if self.connections and time.monotonic() < self._close_deadline:
+            container.schedule(TICK_SECONDS, self)
+            return
+        container.stop()
 
     def _on_queue_changed(self, queue: Queue) -> None:
         self.dirty.add(queue.path.lower())
@@ -572,6 +590,7 @@ class ServiceBusStandIn:
         container = Container(handler)
         handler.container = container
         acceptor = container.listen(f"{host}:{port}")
+        handler.acceptor = acceptor
         self.host = host
         sock: Any = acceptor._selectable._delegate
         self.port = int(sock.getsockname()[1])
@@ -584,15 +603,20 @@ class ServiceBusStandIn:
                 self._error = err
                 log.exception("Service Bus stand-in reactor stopped")
 
-        self._thread = threading.Thread(target=run, name=f"servicebus-standin:{self.port}", daemon=True)
-        self._thread.start()
+        # The reactor thread never takes SIGINT/SIGTERM: they must reach the main thread (see stop_signals).
+        self._thread = start_thread(
+            threading.Thread(target=run, name=f"servicebus-standin:{self.port}", daemon=True)
+        )
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
+        """Close the listener and every connection, then end the reactor thread (within ``timeout``)."""
         if self._thread is None or self._handler is None:
             return
         self._handler.stopping.set()
         self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.warning("the Service Bus stand-in's reactor did not stop within %.1f s", timeout)
         self._thread = None
 
     def __enter__(self) -> ServiceBusStandIn:

@@ -39,6 +39,8 @@ SERVICE_TIMING = {"ONEDRIVE_SESSION_FIXED_SECONDS": "240", "ONEDRIVE_SESSION_PER
 @pytest.fixture(scope="session")
 def graph_emulator() -> Iterator[GraphEmulator]:
     emulator = GraphEmulator(seed=11, drives=300, **GRAPH_TIMING).start()
+    if servicebus_backend.DOCKER:  # no seeded session id may repeat on a broker that outlives the test
+        emulator._admin = servicebus_backend.FreshSeedAdmin(emulator.root_url)
     try:
         yield emulator
     finally:
@@ -61,6 +63,8 @@ def emulator_service_bus() -> servicebus_backend.EmulatorServiceBus | None:
     problem = servicebus_backend.emulator_problem(connection, servicebus_backend.health_url())
     if problem is not None:
         pytest.exit(problem, returncode=pytest.ExitCode.USAGE_ERROR)
+    if asyncio.run(servicebus_backend.remembers_an_earlier_run(connection)):
+        pytest.exit(servicebus_backend.STALE_HINT, returncode=pytest.ExitCode.USAGE_ERROR)
     return servicebus_backend.EmulatorServiceBus(connection)
 
 
