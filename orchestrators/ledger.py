@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -17,13 +18,21 @@ from typing import Any
 from urllib.parse import quote
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
 from azure.data.tables import TableTransactionError, UpdateMode
 from azure.data.tables.aio import TableClient
 
 from .contracts import RestoreRequest
 from .errors import Contended
 from .planner import SessionPlan
+from .settings import Settings
+
+log = logging.getLogger(__name__)
 
 #: Azurite's well-known development account (public, documented by Microsoft; not a secret).
 AZURITE_ACCOUNT_KEY = (
@@ -147,13 +156,27 @@ class SessionOutcome:
 class Ledger:
     """Thin adapter over one Table storage table; decisions stay with the orchestrators."""
 
-    def __init__(self, table: TableClient) -> None:
+    def __init__(self, table: TableClient, credential: Any = None) -> None:
         self._table = table
+        self._credential = credential  # closed with the ledger when the ledger made it
         self._table_ready = False
 
     @classmethod
     def from_connection_string(cls, connection: str, table_name: str) -> Ledger:
         return cls(TableClient.from_connection_string(table_connection_string(connection), table_name))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Ledger:
+        """A connection string (Azurite, a key), or the account's table endpoint with an Azure identity."""
+        identity = settings.ledger_identity
+        if identity is None:
+            return cls.from_connection_string(settings.ledger_connection, settings.ledger_table)
+        from azure.identity.aio import DefaultAzureCredential
+
+        credential = DefaultAzureCredential(managed_identity_client_id=identity.client_id)
+        table = TableClient(endpoint=identity.table_endpoint, table_name=settings.ledger_table,
+                            credential=credential)
+        return cls(table, credential)
 
     @property
     def table(self) -> TableClient:
@@ -162,6 +185,8 @@ class Ledger:
 
     async def aclose(self) -> None:
         await self._table.close()
+        if self._credential is not None:
+            await self._credential.close()
 
     async def ensure_table(self) -> None:
         if self._table_ready:
@@ -170,6 +195,12 @@ class Ledger:
             await self._table.create_table()
         except ResourceExistsError:
             pass
+        except HttpResponseError as error:
+            if error.status_code != 403:
+                raise
+            # An identity granted data access on this one table (as the deployment does) may not create
+            # tables; the table is then provisioned with the account, and entity calls say if it is not.
+            log.info("not allowed to create table %s; using it as provisioned", self._table.table_name)
         self._table_ready = True
 
     # -- requests --------------------------------------------------------------------------------

@@ -162,7 +162,9 @@ class RestoreOrchestrator:
         except RetryLater as retry:
             return await self._retry_or_give_up(message, request, retry)
 
-        events = [*self._session_events(request, batches), self._accepted_event(request, batches)]
+        awaiting = await self._awaiting_approval(request, batches)
+        events = [*self._session_events(request, batches, awaiting=awaiting),
+                  self._accepted_event(request, batches, awaiting=awaiting)]
         await self.publisher.publish(events)
         await self.ledger.set_request_state(request.request_id, "accepted")
         log.info("request %s accepted: %d sessions", request.request_id, len(batches))
@@ -221,8 +223,9 @@ class RestoreOrchestrator:
             row = await bulk_row(self.ledger, request.request_id, 0)
             if row is not None and row.get("BulkId"):
                 session_extra["bulkAdditionRequestId"] = row["BulkId"]
-        events = [*self._session_events(request, batches, session_extra),
-                  self._accepted_event(request, batches, summary)]
+        awaiting = await self._awaiting_approval(request, batches)
+        events = [*self._session_events(request, batches, session_extra, awaiting=awaiting),
+                  self._accepted_event(request, batches, summary, awaiting=awaiting)]
         await self.publisher.publish(events)
         await self.ledger.set_request_state(request.request_id, "accepted")
         log.info("request %s accepted (%s): %d sessions, %d drives unresolved", request.request_id,
@@ -254,10 +257,32 @@ class RestoreOrchestrator:
             return
         tracked = await self.activation.track_created(request.request_id, batches, request.incident_id)
         record = await self.ledger.get_request(request.request_id)
-        if request.activate or (record is not None and record.activation_requested):
+        approved = record is not None and record.activation_requested
+        if request.activate or approved:
+            # An activation request for the whole request approves everything; `activate: true` alone does not
+            # approve in-place sessions while IN_PLACE_REQUIRES_APPROVAL is on: they stay drafts.
+            held = set() if approved else self._held_for_approval(request, batches)
+            if held:
+                log.info("request %s: %d in-place session(s) left as drafts until an activation request "
+                         "names them or the request", request.request_id, len(held))
             requested_at = (record.received_at if record else None) or datetime.now(UTC)
-            await self.activation.queue(tracked, requested_at)
+            await self.activation.queue([t for t in tracked if t.session_id not in held], requested_at)
             await self.activation.fill_slots()
+
+    def _held_for_approval(self, request: RestoreRequest, batches: Sequence[BatchRecord]) -> set[str]:
+        """The sessions `activate: true` does not activate: in-place ones, when the policy asks for approval."""
+        if not (request.activate and self.settings.in_place_requires_approval):
+            return set()
+        return {b.session_id for b in batches if b.session_id and b.destination_type == "inPlace"}
+
+    async def _awaiting_approval(self, request: RestoreRequest, batches: Sequence[BatchRecord]) -> set[str]:
+        """Sessions held for approval, unless an activation request has already approved the request."""
+        held = self._held_for_approval(request, batches)
+        if held:
+            record = await self.ledger.get_request(request.request_id)
+            if record is not None and record.activation_requested:
+                return set()
+        return held
 
     # -- rejection -------------------------------------------------------------------------------
 
@@ -401,7 +426,9 @@ class RestoreOrchestrator:
     async def _retry_or_give_up(self, message: InboundMessage, request: RestoreRequest,
                                 retry: RetryLater) -> Outcome:
         batches = await self.ledger.load_batches(request.request_id)
-        settled_events = self._session_events(request, [b for b in batches if b.settled])
+        settled = [b for b in batches if b.settled]
+        settled_events = self._session_events(request, settled,
+                                              awaiting=await self._awaiting_approval(request, settled))
         attempt = message.attempt
         if attempt >= self.settings.retry_max_attempts:
             failed = self._failed_event(request, batches, retry.error, attempt)
@@ -447,7 +474,8 @@ class RestoreOrchestrator:
         return event
 
     def _session_events(self, request: RestoreRequest, batches: Sequence[BatchRecord],
-                        extra: dict[str, Any] | None = None) -> list[CloudEvent]:
+                        extra: dict[str, Any] | None = None, *,
+                        awaiting: set[str] | frozenset[str] = frozenset()) -> list[CloudEvent]:
         count = len(batches) if batches else 0
         total = max(count, max((b.index + 1 for b in batches), default=0))
         events: list[CloudEvent] = []
@@ -474,6 +502,7 @@ class RestoreOrchestrator:
                         "restorePointIds": list(batch.remaining_points),
                         "status": batch.session_status or "draft",
                         "createdDateTime": batch.created_date_time,
+                        **({"awaitingApproval": True} if batch.session_id in awaiting else {}),
                         **(extra or {}),
                     },
                     session_id=batch.session_id,
@@ -481,7 +510,8 @@ class RestoreOrchestrator:
         return events
 
     def _accepted_event(self, request: RestoreRequest, batches: Sequence[BatchRecord],
-                        extra: dict[str, Any] | None = None) -> CloudEvent:
+                        extra: dict[str, Any] | None = None, *,
+                        awaiting: set[str] | frozenset[str] = frozenset()) -> CloudEvent:
         sessions: list[dict[str, Any]] = []
         for b in batches:
             entry: dict[str, Any] = {"index": b.index}
@@ -503,6 +533,7 @@ class RestoreOrchestrator:
             "failedArtifactCount": sum(len(b.excluded) for b in batches)
             + sum(len(b.remaining_points) for b in batches if b.state == "failed" and not b.excluded),
             "activate": request.activate,
+            "awaitingApproval": [b.session_id for b in batches if b.session_id and b.session_id in awaiting],
             **(extra or {}),
         }
         return request_event(request, "restore.request.accepted", f"{request.request_id}:accepted", data)

@@ -46,7 +46,7 @@ class Runtime:
             throttle_wait_limit=settings.graph_throttle_wait_limit_seconds,
             application_id=settings.graph_client_id,
         )
-        ledger = Ledger.from_connection_string(settings.ledger_connection, settings.ledger_table)
+        ledger = Ledger.from_settings(settings)
         bus = service_bus_client(settings.service_bus)
         events_sender = bus.get_topic_sender(settings.restore_events_topic)
         requests_sender = bus.get_queue_sender(settings.restore_requests_queue)

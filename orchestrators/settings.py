@@ -46,6 +46,18 @@ class ServiceBusConnectionSettings:
 
 
 @dataclass(frozen=True)
+class LedgerIdentitySettings:
+    """The ledger's Table storage reached with an Azure identity instead of a connection string.
+
+    Read the way the Functions host reads identity-based storage connections: `<PREFIX>__tableServiceUri`
+    (or `<PREFIX>__accountName`, public cloud), optional `<PREFIX>__credential` (`managedidentity`) and
+    `<PREFIX>__clientId` (a user-assigned identity)."""
+
+    table_endpoint: str
+    client_id: str | None = None
+
+
+@dataclass(frozen=True)
 class Settings:
     service_bus: ServiceBusConnectionSettings
     restore_requests_queue: str = "restore-requests"
@@ -59,11 +71,15 @@ class Settings:
     graph_client_certificate_path: str | None = None
     graph_access_token: str | None = field(default=None, repr=False)
     ledger_connection: str = field(default="", repr=False)
+    #: Set instead of `ledger_connection` when the ledger is reached with an identity (no key anywhere).
+    ledger_identity: LedgerIdentitySettings | None = None
     ledger_table: str = "restoreledger"
     max_artifacts_per_session: int = 50
     max_active_sessions: int = 25
     max_artifacts_per_request: int = 10_000
     allowed_destination_types: tuple[str, ...] = DESTINATION_TYPES
+    #: With `activate: true`, in-place sessions still wait for an activation request (separation of duties).
+    in_place_requires_approval: bool = False
     # Operational knobs beyond the contract (documented in the README).
     graph_create_concurrency: int = 8
     retry_max_attempts: int = 8
@@ -103,6 +119,7 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         reader = _Reader(env)
+        ledger_connection, ledger_identity = _ledger_settings(env)
         settings = cls(
             service_bus=_service_bus_settings(env),
             restore_requests_queue=reader.entity("RESTORE_REQUESTS_QUEUE", "restore-requests"),
@@ -115,12 +132,14 @@ class Settings:
             graph_client_secret=reader.optional("GRAPH_CLIENT_SECRET"),
             graph_client_certificate_path=reader.optional("GRAPH_CLIENT_CERTIFICATE_PATH"),
             graph_access_token=reader.optional("GRAPH_ACCESS_TOKEN"),
-            ledger_connection=reader.required_one_of("LEDGER_CONNECTION", "AzureWebJobsStorage"),
+            ledger_connection=ledger_connection,
+            ledger_identity=ledger_identity,
             ledger_table=reader.table_name("LEDGER_TABLE", "restoreledger"),
             max_artifacts_per_session=reader.integer("MAX_ARTIFACTS_PER_SESSION", 50, 1, 50),
             max_active_sessions=reader.integer("MAX_ACTIVE_SESSIONS", 25, 1, 1000),
             max_artifacts_per_request=reader.integer("MAX_ARTIFACTS_PER_REQUEST", 10_000, 1, 100_000),
             allowed_destination_types=reader.destination_types("ALLOWED_DESTINATION_TYPES"),
+            in_place_requires_approval=reader.boolean("IN_PLACE_REQUIRES_APPROVAL", False),
             graph_create_concurrency=reader.integer("GRAPH_CREATE_CONCURRENCY", 8, 1, 64),
             retry_max_attempts=reader.integer("RETRY_MAX_ATTEMPTS", 8, 1, 100),
             retry_base_delay_seconds=reader.number("RETRY_BASE_DELAY_SECONDS", 15.0, 0.0, 3600.0),
@@ -201,6 +220,44 @@ def _service_bus_settings(env: Mapping[str, str]) -> ServiceBusConnectionSetting
     )
 
 
+def _ledger_settings(env: Mapping[str, str]) -> tuple[str, LedgerIdentitySettings | None]:
+    """LEDGER_CONNECTION, else AzureWebJobsStorage: each a connection string or, with `__` settings, an identity."""
+    for prefix in ("LEDGER_CONNECTION", "AzureWebJobsStorage"):
+        connection = (env.get(prefix) or "").strip()
+        if connection:
+            return connection, None
+        identity = _ledger_identity(env, prefix)
+        if identity is not None:
+            return "", identity
+    raise SettingsError(
+        "LEDGER_CONNECTION (or AzureWebJobsStorage) must be set to a Table storage connection string, or "
+        "LEDGER_CONNECTION__tableServiceUri / LEDGER_CONNECTION__accountName set for identity-based access"
+    )
+
+
+def _ledger_identity(env: Mapping[str, str], prefix: str) -> LedgerIdentitySettings | None:
+    def value(suffix: str) -> str | None:
+        return (env.get(f"{prefix}__{suffix}") or "").strip() or None
+
+    endpoint, account = value("tableServiceUri"), value("accountName")
+    if endpoint is None and account is None:
+        return None
+    credential = value("credential")
+    if credential is not None and credential.lower() != "managedidentity":
+        raise SettingsError(f"{prefix}__credential must be managedidentity (or unset), got {credential!r}")
+    if endpoint is None:
+        if not re.fullmatch(r"[a-z0-9]{3,24}", account or ""):
+            raise SettingsError(f"{prefix}__accountName must be a storage account name (3-24 lowercase letters "
+                                f"and digits), got {account!r}")
+        endpoint = f"https://{account}.table.core.windows.net"
+    parsed = urlparse(endpoint)
+    local = parsed.hostname in ("127.0.0.1", "localhost", "::1")
+    if not parsed.hostname or (parsed.scheme != "https" and not (parsed.scheme == "http" and local)):
+        raise SettingsError(f"{prefix}__tableServiceUri must be an https URL such as "
+                            f"https://contoso.table.core.windows.net, got {endpoint!r}")
+    return LedgerIdentitySettings(endpoint.rstrip("/"), value("clientId"))
+
+
 class _Reader:
     def __init__(self, env: Mapping[str, str]) -> None:
         self.env = env
@@ -214,12 +271,6 @@ class _Reader:
 
     def optional(self, name: str) -> str | None:
         return self._raw(name)
-
-    def required_one_of(self, name: str, fallback: str) -> str:
-        value = self._raw(name) or self._raw(fallback)
-        if not value:
-            raise SettingsError(f"{name} (or {fallback}) must be set to a Table storage connection string")
-        return value
 
     def entity(self, name: str, default: str) -> str:
         value = self._raw(name) or default
@@ -265,6 +316,14 @@ class _Reader:
         if not low <= value <= high:
             raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
         return value
+
+    def boolean(self, name: str, default: bool) -> bool:
+        raw = self._raw(name)
+        if raw is None:
+            return default
+        if raw.lower() in ("true", "false"):
+            return raw.lower() == "true"
+        raise SettingsError(f"{name} must be true or false, got {raw!r}")
 
     def schedule(self, name: str, default: str) -> str:
         value = self._raw(name) or default

@@ -218,3 +218,88 @@ async def test_a_draft_nobody_approves_is_deleted_and_reported(graph, service_bu
         assert done["data"]["sessionTotals"] == {"deleted": 1}
     finally:
         await harness.stop()
+
+
+def _mixed_request(points, request_id):
+    """Two restore points to a new location, two in place, one session each (MAX_ARTIFACTS_PER_SESSION=1)."""
+    artifacts = [{"restorePointId": p, "destinationType": "new" if n < 2 else "inPlace"} for n, p in enumerate(points)]
+    return {"requestId": request_id, "incidentId": "INC-9", "artifacts": artifacts, "activate": True}
+
+
+def _by_destination(created: list[dict]) -> dict[str, list[str]]:
+    ordered = sorted(created, key=lambda e: e["data"]["index"])
+    return {kind: [e["data"]["sessionId"] for e in ordered if e["data"]["destinationType"] == kind]
+            for kind in ("new", "inPlace")}
+
+
+async def test_with_approval_required_activate_true_leaves_in_place_sessions_to_an_approval(
+        graph, service_bus, settings_env):
+    harness = await _start(graph, service_bus, settings_env, IN_PLACE_REQUIRES_APPROVAL="true",
+                           MAX_ARTIFACTS_PER_SESSION=1)
+    try:
+        events = await harness.run(_mixed_request(harness.restore_points(4), "r-sod"))
+        created = of_type(events, "restore.session.created")
+        sessions = _by_destination(created)
+        assert len(sessions["new"]) == 2 and len(sessions["inPlace"]) == 2
+        for event in created:
+            held = event["data"]["destinationType"] == "inPlace"
+            assert event["data"].get("awaitingApproval") is (True if held else None)
+        [accepted] = of_type(events, "restore.request.accepted")
+        assert accepted["data"]["awaitingApproval"] == sessions["inPlace"]
+        assert {e["data"]["sessionId"] for e in of_type(events, "restore.session.activated")} == set(sessions["new"])
+
+        # The tracker follows the new-location sessions and leaves the in-place drafts alone.
+        harness.graph.advance(seconds=60)
+        await harness.host.run_timer("session_tracker")
+        events += await harness.drain_events()
+        statuses = {s["id"]: s["status"] for s in harness.graph.state()["sessions"]}
+        assert [statuses[s] for s in sessions["inPlace"]] == ["draft", "draft"]
+        assert all(statuses[s] != "draft" for s in sessions["new"])
+        assert harness.graph.state(sessions=False)["activations"] == 2
+
+        # The approval (an activation request naming the restore request) activates the rest, once each.
+        approval = await harness.run({"requestId": "r-sod", "requestedBy": "approver"}, message_id="approve-sod",
+                                     queue="activation-requests")
+        [answer] = of_type(approval, "activation.request.accepted")
+        assert sorted(answer["data"]["queued"]) == sorted(sessions["inPlace"])
+        assert sorted(answer["data"]["alreadyActivated"]) == sorted(sessions["new"])
+        assert {e["data"]["sessionId"] for e in of_type(approval, "restore.session.activated")} \
+            == set(sessions["inPlace"])
+        assert harness.graph.state(sessions=False)["activations"] == 4
+
+        events += approval + await _track_until_done(harness)
+        [done] = of_type(events, "restore.request.completed")
+        assert sum(done["data"]["sessionTotals"].values()) == 4
+        assert len(of_type(events, "restore.session.completed")) == 4
+    finally:
+        await harness.stop()
+
+
+async def test_with_approval_required_an_approval_by_session_id_activates_that_session(
+        graph, service_bus, settings_env):
+    harness = await _start(graph, service_bus, settings_env, IN_PLACE_REQUIRES_APPROVAL="true",
+                           MAX_ARTIFACTS_PER_SESSION=1)
+    try:
+        events = await harness.run(_mixed_request(harness.restore_points(4), "r-sod-ids"))
+        sessions = _by_destination(of_type(events, "restore.session.created"))
+        chosen, other = sessions["inPlace"]
+        approval = await harness.run({"sessionIds": [chosen]}, message_id="approve-one", queue="activation-requests")
+        [activated] = of_type(approval, "restore.session.activated")
+        assert activated["data"]["sessionId"] == chosen
+        statuses = {s["id"]: s["status"] for s in harness.graph.state()["sessions"]}
+        assert statuses[chosen] == "activating" and statuses[other] == "draft"
+    finally:
+        await harness.stop()
+
+
+async def test_without_the_policy_activate_true_activates_every_destination(graph, service_bus, settings_env):
+    harness = await _start(graph, service_bus, settings_env, MAX_ARTIFACTS_PER_SESSION=1)
+    try:
+        events = await harness.run(_mixed_request(harness.restore_points(4), "r-no-sod"))
+        created = of_type(events, "restore.session.created")
+        assert len(created) == 4 and all("awaitingApproval" not in e["data"] for e in created)
+        [accepted] = of_type(events, "restore.request.accepted")
+        assert accepted["data"]["awaitingApproval"] == []
+        assert len(of_type(events, "restore.session.activated")) == 4
+    finally:
+        await harness.stop()
