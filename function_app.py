@@ -2,8 +2,8 @@
 
 import azure.functions as func
 
-from orchestrators import entrypoints, runtime
-from orchestrators.settings import Settings
+from orchestrators.app import entrypoints, runtime
+from orchestrators.kernel.settings import Settings
 
 # Fail at start-up, naming the setting, rather than on the first message of an incident.
 settings = Settings.from_env()

@@ -8,7 +8,7 @@ Graph emulator's clock advances (a frozen clock moved by hand, so a day of resto
 lasts fixed + ceil(artifacts / parallelism) * per-artifact from activation to its last artifact; the defaults
 are the emulator's, fitted to Microsoft's published restore times (3 hours for 50 OneDrives). The lower bound
 is what the cap allows at best: the sessions activated in order, each as soon as a slot is free (waves of 25),
-without the tracker's polling delay, as the service's own estimate (orchestrators.selection) computes it.
+without the tracker's polling delay, as the service's own estimate (orchestrators.selection.resolver) computes it.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ import time
 
 from bench.services import frozen_clock_graph_args, local_services
 from emulators.graph.config import EmulatorConfig
-from orchestrators.messages import InboundMessage
-from orchestrators.runtime import Runtime
-from orchestrators.selection import SessionDurationModel, completion_seconds, standard_session_sizes
-from orchestrators.settings import Settings
+from orchestrators.app.runtime import Runtime
+from orchestrators.kernel.messages import InboundMessage
+from orchestrators.kernel.settings import Settings
+from orchestrators.selection.resolver import SessionDurationModel, completion_seconds, standard_session_sizes
 
 CAP = 25
 

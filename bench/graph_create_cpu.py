@@ -14,8 +14,8 @@ import time
 
 from bench.services import local_services
 from emulators.graph import make_token
-from orchestrators.credentials import FixedTokenCredential
-from orchestrators.graph import GraphGateway
+from orchestrators.adapters.credentials import FixedTokenCredential
+from orchestrators.adapters.graph import GraphGateway
 
 ROLES = ("BackupRestore-Restore.ReadWrite.All",)
 

@@ -21,9 +21,9 @@ import time
 from typing import Any
 
 from bench.services import ROOT, local_services
-from orchestrators.messages import InboundMessage
-from orchestrators.runtime import Runtime
-from orchestrators.settings import Settings
+from orchestrators.app.runtime import Runtime
+from orchestrators.kernel.messages import InboundMessage
+from orchestrators.kernel.settings import Settings
 
 
 def import_time_ms(runs: int = 7) -> tuple[float, float]:

@@ -23,10 +23,10 @@ from datetime import UTC, datetime, timedelta
 
 from bench.activation_bench import add_model_options, graph_args, model_from, model_settings
 from bench.services import local_services
-from orchestrators.messages import InboundMessage
-from orchestrators.runtime import Runtime
-from orchestrators.selection import AutoStrategy, SessionDurationModel, choose_strategy
-from orchestrators.settings import Settings
+from orchestrators.app.runtime import Runtime
+from orchestrators.kernel.messages import InboundMessage
+from orchestrators.kernel.settings import Settings
+from orchestrators.selection.resolver import AutoStrategy, SessionDurationModel, choose_strategy
 
 
 async def run(users: int, strategy: str, model: SessionDurationModel, tracker_seconds: int) -> dict[str, object]:

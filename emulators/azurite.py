@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrators.ledger import AZURITE_ACCOUNT_KEY
+from orchestrators.adapters.tables.ledger import AZURITE_ACCOUNT_KEY
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from .errors import FieldError, Rejected
+from orchestrators.kernel.errors import FieldError, Rejected
 
 EVENT_SOURCE = "/restore-orchestrator"
 CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json; charset=utf-8"

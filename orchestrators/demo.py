@@ -78,7 +78,7 @@ async def run_demo(drives: int = 120, artifacts: int = 120) -> int:
         print(f"the demo needs the repository checkout with its dev requirements ({exc})", file=sys.stderr)
         return 2
 
-    from .cli import cmd_plan, follow_events
+    from orchestrators.cli.main import cmd_plan, follow_events
 
     interrupt = _Interrupt()
     sys.path.insert(0, str(ROOT))
@@ -180,7 +180,7 @@ async def run_demo(drives: int = 120, artifacts: int = 120) -> int:
                 follower.cancel()
                 await asyncio.gather(follower, return_exceptions=True)
             await host.stop()
-            from . import runtime
+            from orchestrators.app import runtime
 
             await runtime.shutdown()
         finally:

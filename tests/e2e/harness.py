@@ -23,9 +23,9 @@ from azure.servicebus.aio import ServiceBusClient
 
 from emulators.functions_host import FunctionsHost, close_promptly
 from emulators.graph import AdminClient, make_token
-from orchestrators import runtime
-from orchestrators.runtime import Runtime
-from orchestrators.settings import Settings
+from orchestrators.app import runtime
+from orchestrators.app.runtime import Runtime
+from orchestrators.kernel.settings import Settings
 from tests.e2e import servicebus_backend
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,8 +7,8 @@ from collections import Counter
 
 import pytest
 
-from orchestrators.runtime import Runtime
-from orchestrators.tracker import SessionTracker
+from orchestrators.app.runtime import Runtime
+from orchestrators.tracking.tracker import SessionTracker
 from tests.e2e.harness import Harness, SimulatedCrash, of_type
 
 pytestmark = pytest.mark.timeout(300)

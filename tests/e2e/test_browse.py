@@ -10,10 +10,10 @@ from datetime import datetime
 import httpx
 import pytest
 
-from orchestrators import cli
-from orchestrators.events import EventPublisher
-from orchestrators.ledger import Ledger
-from orchestrators.runtime import Runtime
+from orchestrators.adapters.bus import EventPublisher
+from orchestrators.adapters.tables.ledger import Ledger
+from orchestrators.app.runtime import Runtime
+from orchestrators.cli import main as cli
 from tests.e2e.harness import Harness, SimulatedCrash, eventually, of_type
 
 pytestmark = pytest.mark.timeout(180)

@@ -7,11 +7,11 @@ from collections import Counter
 
 import pytest
 
-from orchestrators.credentials import FixedTokenCredential
-from orchestrators.events import EventPublisher
-from orchestrators.graph import GraphGateway
-from orchestrators.ledger import Ledger
-from orchestrators.runtime import Runtime
+from orchestrators.adapters.bus import EventPublisher
+from orchestrators.adapters.credentials import FixedTokenCredential
+from orchestrators.adapters.graph import GraphGateway
+from orchestrators.adapters.tables.ledger import Ledger
+from orchestrators.app.runtime import Runtime
 from tests.e2e.harness import SimulatedCrash, of_type
 
 pytestmark = pytest.mark.timeout(180)

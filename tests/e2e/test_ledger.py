@@ -2,10 +2,10 @@ import uuid
 
 import pytest
 
+from orchestrators.adapters.tables.ledger import CREATED, CREATING, Ledger, PayloadConflict
 from orchestrators.contracts import Artifact, RestoreRequest
-from orchestrators.errors import Contended
-from orchestrators.ledger import CREATED, CREATING, Ledger, PayloadConflict
-from orchestrators.planner import plan_sessions
+from orchestrators.kernel.errors import Contended
+from orchestrators.restore.planner import plan_sessions
 
 
 def _request(n: int, request_id: str | None = None, payload_hash: str = "h1") -> RestoreRequest:

@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from orchestrators.credentials import FixedTokenCredential
-from orchestrators.graph import GraphGateway
-from orchestrators.ledger import Ledger
-from orchestrators.runtime import Runtime
+from orchestrators.adapters.credentials import FixedTokenCredential
+from orchestrators.adapters.graph import GraphGateway
+from orchestrators.adapters.tables.ledger import Ledger
+from orchestrators.app.runtime import Runtime
 from tests.e2e.harness import Harness, SimulatedCrash, of_type
 
 pytestmark = pytest.mark.timeout(240)

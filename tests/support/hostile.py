@@ -341,10 +341,10 @@ class Rig:
     async def __aenter__(self) -> Rig:
         import os
 
-        from orchestrators import runtime
-        from orchestrators.events import EventPublisher
-        from orchestrators.runtime import Runtime
-        from orchestrators.settings import Settings
+        from orchestrators.adapters.bus import EventPublisher
+        from orchestrators.app import runtime
+        from orchestrators.app.runtime import Runtime
+        from orchestrators.kernel.settings import Settings
 
         self._saved = {k: os.environ.get(k) for k in self.settings_env}
         os.environ.update(self.settings_env)
@@ -361,7 +361,7 @@ class Rig:
     async def __aexit__(self, *exc: object) -> None:
         import os
 
-        from orchestrators import runtime
+        from orchestrators.app import runtime
 
         logging.getLogger().removeHandler(self._records)
         runtime.install(None)
@@ -373,7 +373,7 @@ class Rig:
                 os.environ[key] = value
 
     async def deliver(self, case: Case) -> Verdict:
-        from orchestrators import entrypoints
+        from orchestrators.app import entrypoints
 
         handlers = {"restore": entrypoints.handle_restore_request, "browse": entrypoints.handle_browse_request,
                     "activation": entrypoints.handle_activation_request}

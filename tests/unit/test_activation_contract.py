@@ -2,9 +2,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from orchestrators.activation import parse_activation_request
-from orchestrators.activation_ledger import Slots, order_key
-from orchestrators.errors import Rejected, redact
+from orchestrators.activation.coordinator import parse_activation_request
+from orchestrators.adapters.tables.activation_store import Slots, order_key
+from orchestrators.kernel.errors import Rejected, redact
 
 
 def test_an_approval_by_request_id_is_keyed_by_it():

@@ -1,8 +1,8 @@
 import pytest
 
+from orchestrators.adapters.tables.ledger import browse_row_key
 from orchestrators.contracts import fit_event_id, parse_browse_request, rejected_event
-from orchestrators.errors import FieldError, Rejected
-from orchestrators.ledger import browse_row_key
+from orchestrators.kernel.errors import FieldError, Rejected
 
 
 def _problems(doc, message_id="msg-1"):

@@ -10,7 +10,7 @@ from orchestrators.contracts import (
     parse_restore_request,
     rejected_event,
 )
-from orchestrators.errors import Rejected
+from orchestrators.kernel.errors import Rejected
 
 POLICY = ValidationPolicy(max_artifacts_per_request=10_000, allowed_destination_types=("new", "inPlace"))
 

@@ -5,8 +5,8 @@ import asyncio
 import pytest
 from azure.identity.aio import DefaultAzureCredential
 
-from orchestrators.ledger import Ledger
-from orchestrators.settings import Settings, SettingsError
+from orchestrators.adapters.tables.ledger import Ledger
+from orchestrators.kernel.settings import Settings, SettingsError
 
 SERVICE_BUS_BY_IDENTITY = {"ServiceBusConnection__fullyQualifiedNamespace": "contoso.servicebus.windows.net"}
 LEDGER_BY_IDENTITY = {

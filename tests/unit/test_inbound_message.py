@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import pytest
 from azure.functions.servicebus import ServiceBusMessage
 
-from orchestrators.activation_ledger import order_key
-from orchestrators.messages import from_functions_message, utc_instant
+from orchestrators.adapters.tables.activation_store import order_key
+from orchestrators.kernel.messages import from_functions_message, utc_instant
 
 
 def _message(**overrides: object) -> ServiceBusMessage:

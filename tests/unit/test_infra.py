@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrators.settings import Settings
+from orchestrators.kernel.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"

@@ -2,7 +2,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from orchestrators.contracts import Artifact
-from orchestrators.planner import plan_sessions
+from orchestrators.restore.planner import plan_sessions
 
 point_ids = st.sampled_from([f"rp-{i:03d}" for i in range(120)])
 artifacts_strategy = st.lists(

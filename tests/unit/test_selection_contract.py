@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from orchestrators.contracts import ValidationPolicy, parse_restore_request
-from orchestrators.errors import Rejected
-from orchestrators.selection import (
+from orchestrators.kernel.errors import Rejected
+from orchestrators.selection.resolver import (
     NO_RESTORE_POINT,
     NOT_PROTECTED,
     AutoStrategy,

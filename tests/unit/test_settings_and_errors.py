@@ -1,7 +1,7 @@
 import pytest
 
-from orchestrators.errors import GraphError, GraphRefused, RetryLater, classify_graph_failure
-from orchestrators.settings import Settings, SettingsError
+from orchestrators.kernel.errors import GraphError, GraphRefused, RetryLater, classify_graph_failure
+from orchestrators.kernel.settings import Settings, SettingsError
 
 BASE = {
     "ServiceBusConnection": "Endpoint=sb://127.0.0.1:5672;SharedAccessKeyName=x;SharedAccessKey=y;"

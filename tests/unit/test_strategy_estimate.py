@@ -9,14 +9,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from emulators.graph.config import EmulatorConfig
-from orchestrators.selection import (
+from orchestrators.kernel.settings import Settings, SettingsError
+from orchestrators.selection.resolver import (
     AutoStrategy,
     SessionDurationModel,
     choose_strategy,
     completion_seconds,
     standard_session_sizes,
 )
-from orchestrators.settings import Settings, SettingsError
 
 BASE = {
     "ServiceBusConnection": "Endpoint=sb://127.0.0.1:5672;SharedAccessKeyName=x;SharedAccessKey=y;"

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from .contracts import is_request_id
+from orchestrators.contracts import is_request_id
 
 #: Application properties we set on scheduled retry copies of a request.
 ATTEMPT_PROPERTY = "restoreAttempt"

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .contracts import Artifact
+from orchestrators.contracts import Artifact
 
 
 @dataclass(frozen=True)

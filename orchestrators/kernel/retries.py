@@ -11,8 +11,13 @@ import random
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from .messages import ATTEMPT_PROPERTY, ORIGINAL_MESSAGE_ID_PROPERTY, REQUEST_ID_PROPERTY, InboundMessage
-from .settings import Settings
+from orchestrators.kernel.messages import (
+    ATTEMPT_PROPERTY,
+    ORIGINAL_MESSAGE_ID_PROPERTY,
+    REQUEST_ID_PROPERTY,
+    InboundMessage,
+)
+from orchestrators.kernel.settings import Settings
 
 
 class Scheduler(Protocol):

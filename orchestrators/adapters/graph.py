@@ -28,7 +28,7 @@ from kiota_http.middleware.options import ResponseHandlerOption, RetryHandlerOpt
 from msgraph import GraphRequestAdapter
 from msgraph_core import GraphClientFactory
 
-from .errors import GraphError, GraphRefused, OrchestrationError, RetryLater, classify_graph_failure
+from orchestrators.kernel.errors import GraphError, GraphRefused, OrchestrationError, RetryLater, classify_graph_failure
 
 log = logging.getLogger(__name__)
 

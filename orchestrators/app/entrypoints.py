@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from . import runtime
-from .messages import from_functions_message
+from orchestrators.app import runtime
+from orchestrators.kernel.messages import from_functions_message
 
 if TYPE_CHECKING:
-    from .browse import BrowseOutcome
-    from .restore import Outcome
+    from orchestrators.browse.orchestrator import BrowseOutcome
+    from orchestrators.restore.orchestrator import Outcome
 
 
 async def handle_restore_request(message: Any) -> Outcome:

@@ -15,8 +15,8 @@ from typing import Any
 from azure.servicebus import ServiceBusMessage
 from azure.servicebus.aio import ServiceBusClient, ServiceBusSender
 
-from .contracts import CLOUDEVENTS_CONTENT_TYPE, CloudEvent, encode_event, shrink_to_fit
-from .settings import ServiceBusConnectionSettings
+from orchestrators.contracts import CLOUDEVENTS_CONTENT_TYPE, CloudEvent, encode_event, shrink_to_fit
+from orchestrators.kernel.settings import ServiceBusConnectionSettings
 
 log = logging.getLogger(__name__)
 

@@ -22,13 +22,20 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .activation import ActivationCoordinator, session_event
-from .activation_ledger import ACTIVATED, NOT_REQUESTED, RESERVED, TERMINAL_STATUSES, ActivationLedger, TrackedSession
-from .contracts import CloudEvent
-from .errors import Contended, GraphRefused, RetryLater
-from .graph import GraphGateway
-from .ledger import Ledger, SessionOutcome
-from .settings import Settings
+from orchestrators.activation.coordinator import ActivationCoordinator, session_event
+from orchestrators.adapters.graph import GraphGateway
+from orchestrators.adapters.tables.activation_store import (
+    ACTIVATED,
+    NOT_REQUESTED,
+    RESERVED,
+    TERMINAL_STATUSES,
+    ActivationLedger,
+    TrackedSession,
+)
+from orchestrators.adapters.tables.ledger import Ledger, SessionOutcome
+from orchestrators.contracts import CloudEvent
+from orchestrators.kernel.errors import Contended, GraphRefused, RetryLater
+from orchestrators.kernel.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +64,7 @@ class SessionTracker:
         self.store = store
         self.coordinator = coordinator
         self.publisher = publisher
-        from .selection import BulkOutcomeReporter
+        from orchestrators.selection.resolver import BulkOutcomeReporter
 
         self.bulk_outcomes = BulkOutcomeReporter(settings, graph, ledger, publisher)
 

@@ -25,11 +25,11 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .contracts import BULK_MAX_DRIVES, Artifact, CloudEvent, RestoreRequest, Selection
-from .errors import GraphRefused, RetryLater
-from .ledger import BatchRecord, Ledger
-from .planner import SessionPlan
-from .settings import Settings
+from orchestrators.adapters.tables.ledger import BatchRecord, Ledger
+from orchestrators.contracts import BULK_MAX_DRIVES, Artifact, CloudEvent, RestoreRequest, Selection
+from orchestrators.kernel.errors import GraphRefused, RetryLater
+from orchestrators.kernel.settings import Settings
+from orchestrators.restore.planner import SessionPlan
 
 log = logging.getLogger(__name__)
 
@@ -596,7 +596,7 @@ def _created(draft: Any) -> str:
 
 
 def _error(code: str, message: str) -> Any:
-    from .errors import GraphError
+    from orchestrators.kernel.errors import GraphError
 
     return GraphError(None, code, message)
 

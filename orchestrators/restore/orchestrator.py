@@ -19,7 +19,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .contracts import (
+from orchestrators.adapters.tables.ledger import CREATING, BatchRecord, Ledger, PayloadConflict
+from orchestrators.contracts import (
     CloudEvent,
     RestoreRequest,
     ValidationPolicy,
@@ -30,7 +31,7 @@ from .contracts import (
     rejected_event,
     request_event,
 )
-from .errors import (
+from orchestrators.kernel.errors import (
     ARTIFACT_CODES,
     Contended,
     FieldError,
@@ -40,15 +41,14 @@ from .errors import (
     RetryLater,
     redact,
 )
-from .last_resort import is_transient, unprocessable_event
-from .ledger import CREATING, BatchRecord, Ledger, PayloadConflict
-from .messages import InboundMessage
-from .planner import SessionPlan, plan_sessions
-from .retries import Scheduler, backoff_seconds, schedule_next_attempt
-from .settings import Settings
+from orchestrators.kernel.last_resort import is_transient, unprocessable_event
+from orchestrators.kernel.messages import InboundMessage
+from orchestrators.kernel.retries import Scheduler, backoff_seconds, schedule_next_attempt
+from orchestrators.kernel.settings import Settings
+from orchestrators.restore.planner import SessionPlan, plan_sessions
 
 if TYPE_CHECKING:
-    from .activation import ActivationCoordinator
+    from orchestrators.activation.coordinator import ActivationCoordinator
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +175,7 @@ class RestoreOrchestrator:
     async def _handle_selection(self, message: InboundMessage, request: RestoreRequest, document: Any) -> Outcome:
         """Restore by point in time: resolve (or load the recorded resolution), then the standard pipeline
         with the resolved restore points, or the bulk path."""
-        from .selection import BulkRestorer, SelectionResolver
+        from orchestrators.selection.resolver import BulkRestorer, SelectionResolver
 
         resolver = SelectionResolver(self.settings, self.graph, self.ledger)
         if request.dry_run:
@@ -218,7 +218,7 @@ class RestoreOrchestrator:
         session_extra: dict[str, Any] = {"strategy": resolution.strategy}
         if resolution.strategy == "bulk":
             session_extra["driveCount"] = sum(1 for d in resolution.drives if d.restorable)
-            from .selection import bulk_row
+            from orchestrators.selection.resolver import bulk_row
 
             row = await bulk_row(self.ledger, request.request_id, 0)
             if row is not None and row.get("BulkId"):
@@ -250,7 +250,7 @@ class RestoreOrchestrator:
         assert self.activation is not None
         if not any(b.session_id for b in batches):
             # Nothing to follow: the request is complete now, and the automation waiting for it is told so.
-            from .tracker import SessionTracker
+            from orchestrators.tracking.tracker import SessionTracker
 
             await SessionTracker(self.settings, self.activation.graph, self.ledger, self.activation.store,
                                  self.activation, self.publisher).complete_request_if_done(request.request_id)

@@ -21,7 +21,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, Re
 from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
-from .errors import Contended
+from orchestrators.kernel.errors import Contended
 
 TRACKING = "tracking"
 QUEUE = "activation-queue"

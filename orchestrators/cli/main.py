@@ -21,10 +21,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .contracts import ValidationPolicy, decode_body, parse_restore_request
-from .errors import Rejected
-from .planner import plan_sessions
-from .settings import DESTINATION_TYPES
+from orchestrators.contracts import ValidationPolicy, decode_body, parse_restore_request
+from orchestrators.kernel.errors import Rejected
+from orchestrators.kernel.settings import DESTINATION_TYPES
+from orchestrators.restore.planner import plan_sessions
 
 
 def _load_settings_file(path: str | None) -> None:
@@ -83,10 +83,10 @@ def _validate(body: bytes, label: str, message_id: str) -> Any:
 
 async def plan_selection(request: Any, out: Any = None) -> int:
     """Resolve a selection through Graph (as the service would, nothing written) and print a row per drive."""
-    from .credentials import graph_credential
-    from .graph import GraphGateway
-    from .selection import SelectionResolver
-    from .settings import Settings
+    from orchestrators.adapters.credentials import graph_credential
+    from orchestrators.adapters.graph import GraphGateway
+    from orchestrators.kernel.settings import Settings
+    from orchestrators.selection.resolver import SelectionResolver
 
     out = out or sys.stdout
     settings = Settings.from_env()
@@ -135,8 +135,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 async def _submit(args: argparse.Namespace) -> int:
     from azure.servicebus import ServiceBusMessage
 
-    from .events import service_bus_client
-    from .settings import Settings
+    from orchestrators.adapters.bus import service_bus_client
+    from orchestrators.kernel.settings import Settings
 
     message_id = args.message_id or str(uuid.uuid4())
     selection_body = _selection_document(args)
@@ -159,8 +159,8 @@ async def _submit(args: argparse.Namespace) -> int:
 async def follow_events(subscription: str, count: int | None = None, idle_seconds: float | None = None,
                         out: Any = None, seen: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Print events from a subscription of the events topic as they arrive (and collect them in `seen`)."""
-    from .events import service_bus_client
-    from .settings import Settings
+    from orchestrators.adapters.bus import service_bus_client
+    from orchestrators.kernel.settings import Settings
 
     out = out or sys.stdout
     settings = Settings.from_env()
@@ -195,9 +195,9 @@ async def browse_listing(settings: Any, session_id: str, item_key: str | None = 
                          page_size: int | None = None, all_pages: bool = False, out: Any = None,
                          err: Any = None) -> int:
     """Print a browse location as a table on `out` (one row per item); notes and errors go to `err`."""
-    from .credentials import graph_credential
-    from .errors import GraphRefused, RetryLater
-    from .graph import GraphGateway
+    from orchestrators.adapters.credentials import graph_credential
+    from orchestrators.adapters.graph import GraphGateway
+    from orchestrators.kernel.errors import GraphRefused, RetryLater
 
     out, err = out or sys.stdout, err or sys.stderr
     credential = graph_credential(settings)
@@ -316,12 +316,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(follow_events(args.subscription, args.count, args.idle))
         return 0
     if args.command == "browse":
-        from .settings import Settings
+        from orchestrators.kernel.settings import Settings
 
         return asyncio.run(browse_listing(Settings.from_env(), args.session_id, args.item_key,
                                           page_size=args.page_size, all_pages=args.all))
     if args.command == "demo":
-        from .demo import run_demo
+        from orchestrators.demo import run_demo
 
         return asyncio.run(run_demo(drives=args.drives, artifacts=args.artifacts))
     parser.error(f"unknown command {args.command}")

@@ -9,7 +9,7 @@ from typing import Any
 
 from azure.core.credentials import AccessToken
 
-from .settings import Settings
+from orchestrators.kernel.settings import Settings
 
 
 class FixedTokenCredential:

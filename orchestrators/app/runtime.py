@@ -11,16 +11,16 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .settings import Settings
+from orchestrators.kernel.settings import Settings
 
 if TYPE_CHECKING:
-    from .activation import ActivationCoordinator, ActivationRequestOrchestrator
-    from .browse import BrowseOrchestrator
-    from .events import EventPublisher, RetryScheduler
-    from .graph import GraphGateway
-    from .ledger import Ledger
-    from .restore import RestoreOrchestrator
-    from .tracker import SessionTracker
+    from orchestrators.activation.coordinator import ActivationCoordinator, ActivationRequestOrchestrator
+    from orchestrators.adapters.bus import EventPublisher, RetryScheduler
+    from orchestrators.adapters.graph import GraphGateway
+    from orchestrators.adapters.tables.ledger import Ledger
+    from orchestrators.browse.orchestrator import BrowseOrchestrator
+    from orchestrators.restore.orchestrator import RestoreOrchestrator
+    from orchestrators.tracking.tracker import SessionTracker
 
 
 @dataclass
@@ -35,10 +35,10 @@ class Runtime:
 
     @classmethod
     async def create(cls, settings: Settings) -> Runtime:
-        from .credentials import graph_credential
-        from .events import EventPublisher, RetryScheduler, service_bus_client
-        from .graph import GraphGateway
-        from .ledger import Ledger
+        from orchestrators.adapters.bus import EventPublisher, RetryScheduler, service_bus_client
+        from orchestrators.adapters.credentials import graph_credential
+        from orchestrators.adapters.graph import GraphGateway
+        from orchestrators.adapters.tables.ledger import Ledger
 
         credential = graph_credential(settings)
         graph = GraphGateway.create(
@@ -59,32 +59,32 @@ class Runtime:
         return runtime
 
     def restore_orchestrator(self) -> RestoreOrchestrator:
-        from .restore import RestoreOrchestrator
+        from orchestrators.restore.orchestrator import RestoreOrchestrator
 
         return RestoreOrchestrator(self.settings, self.graph, self.ledger, self.publisher,
                                    self.restore_scheduler, activation=self.activation_coordinator())
 
     def activation_coordinator(self) -> ActivationCoordinator:
-        from .activation import ActivationCoordinator
-        from .activation_ledger import ActivationLedger
+        from orchestrators.activation.coordinator import ActivationCoordinator
+        from orchestrators.adapters.tables.activation_store import ActivationLedger
 
         return ActivationCoordinator(self.settings, self.graph, self.ledger, ActivationLedger(self.ledger.table),
                                      self.publisher)
 
     def activation_requests(self) -> ActivationRequestOrchestrator:
-        from .activation import ActivationRequestOrchestrator
+        from orchestrators.activation.coordinator import ActivationRequestOrchestrator
 
         return ActivationRequestOrchestrator(self.activation_coordinator())
 
     def session_tracker(self) -> SessionTracker:
-        from .tracker import SessionTracker
+        from orchestrators.tracking.tracker import SessionTracker
 
         coordinator = self.activation_coordinator()
         return SessionTracker(self.settings, self.graph, self.ledger, coordinator.store, coordinator,
                               self.publisher)
 
     def browse_orchestrator(self) -> BrowseOrchestrator:
-        from .browse import BrowseOrchestrator
+        from orchestrators.browse.orchestrator import BrowseOrchestrator
 
         if self.browse_scheduler is None:
             raise RuntimeError("this runtime has no scheduler for the browse-requests queue")

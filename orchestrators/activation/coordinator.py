@@ -17,7 +17,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .activation_ledger import (
+from orchestrators.adapters.graph import GraphGateway, parse_graph_time
+from orchestrators.adapters.tables.activation_store import (
     ACTIVATED,
     QUEUED,
     RESERVED,
@@ -28,7 +29,8 @@ from .activation_ledger import (
     TrackedSession,
     order_key,
 )
-from .contracts import (
+from orchestrators.adapters.tables.ledger import BatchRecord, Ledger
+from orchestrators.contracts import (
     CloudEvent,
     best_effort_request_id,
     decode_body,
@@ -37,12 +39,10 @@ from .contracts import (
     is_request_id,
     text_field_problem,
 )
-from .errors import Contended, FieldError, GraphError, GraphRefused, Rejected, RetryLater
-from .graph import GraphGateway, parse_graph_time
-from .last_resort import is_transient, unprocessable_event
-from .ledger import BatchRecord, Ledger
-from .messages import InboundMessage
-from .settings import Settings
+from orchestrators.kernel.errors import Contended, FieldError, GraphError, GraphRefused, Rejected, RetryLater
+from orchestrators.kernel.last_resort import is_transient, unprocessable_event
+from orchestrators.kernel.messages import InboundMessage
+from orchestrators.kernel.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .contracts import CloudEvent, best_effort_request_id, decode_body, echo_body
-from .errors import Contended, FieldError, GraphRefused, Rejected, RetryLater, redact
-from .messages import InboundMessage
+from orchestrators.contracts import CloudEvent, best_effort_request_id, decode_body, echo_body
+from orchestrators.kernel.errors import Contended, FieldError, GraphRefused, Rejected, RetryLater, redact
+from orchestrators.kernel.messages import InboundMessage
 
 #: Libraries whose exceptions mean "the service on the other side failed", not "this message is bad".
 _IO_MODULES = ("azure.", "aiohttp", "httpx", "httpcore", "h11", "h2", "kiota", "msgraph", "uamqp", "ssl",

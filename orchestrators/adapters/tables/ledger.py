@@ -27,10 +27,10 @@ from azure.core.exceptions import (
 from azure.data.tables import TableTransactionError, UpdateMode
 from azure.data.tables.aio import TableClient
 
-from .contracts import RestoreRequest
-from .errors import Contended
-from .planner import SessionPlan
-from .settings import Settings
+from orchestrators.contracts import RestoreRequest
+from orchestrators.kernel.errors import Contended
+from orchestrators.kernel.settings import Settings
+from orchestrators.restore.planner import SessionPlan
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
-from .contracts import (
+from orchestrators.adapters.graph import BrowseSessionInfo, RestorePointIdentity, parse_graph_time
+from orchestrators.adapters.tables.ledger import CREATED, CREATING, FAILED, BrowseRecord, Ledger
+from orchestrators.contracts import (
     BrowseRequest,
     CloudEvent,
     best_effort_incident_id,
@@ -30,14 +32,12 @@ from .contracts import (
     parse_browse_request,
     rejected_event,
 )
-from .errors import Contended, FieldError, GraphError, GraphRefused, Rejected, RetryLater
-from .graph import BrowseSessionInfo, RestorePointIdentity, parse_graph_time
-from .last_resort import is_transient, unprocessable_event
-from .ledger import CREATED, CREATING, FAILED, BrowseRecord, Ledger
-from .messages import InboundMessage
-from .restore import Publisher
-from .retries import Scheduler, backoff_seconds, schedule_next_attempt
-from .settings import Settings
+from orchestrators.kernel.errors import Contended, FieldError, GraphError, GraphRefused, Rejected, RetryLater
+from orchestrators.kernel.last_resort import is_transient, unprocessable_event
+from orchestrators.kernel.messages import InboundMessage
+from orchestrators.kernel.retries import Scheduler, backoff_seconds, schedule_next_attempt
+from orchestrators.kernel.settings import Settings
+from orchestrators.restore.orchestrator import Publisher
 
 log = logging.getLogger(__name__)
 
