@@ -17,12 +17,13 @@ import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
 from orchestrators.adapters.graph import BrowseSessionInfo, RestorePointIdentity, parse_graph_time
-from orchestrators.adapters.tables.ledger import CREATED, CREATING, FAILED, BrowseRecord, Ledger
+from orchestrators.adapters.tables.ledger import Ledger
+from orchestrators.browse.records import BrowseRecord
 from orchestrators.contracts import (
     BrowseRequest,
     CloudEvent,
@@ -32,11 +33,13 @@ from orchestrators.contracts import (
     parse_browse_request,
     rejected_event,
 )
+from orchestrators.kernel.clock import SYSTEM_CLOCK, Clock
 from orchestrators.kernel.errors import Contended, FieldError, GraphError, GraphRefused, Rejected, RetryLater
 from orchestrators.kernel.last_resort import is_transient, unprocessable_event
 from orchestrators.kernel.messages import InboundMessage
 from orchestrators.kernel.retries import Scheduler, backoff_seconds, schedule_next_attempt
 from orchestrators.kernel.settings import Settings
+from orchestrators.kernel.step import LeaseHeld, StepState, done, failed, new_owner, run_step, run_steps
 from orchestrators.restore.orchestrator import Publisher
 
 log = logging.getLogger(__name__)
@@ -71,8 +74,9 @@ class BrowseOutcome:
 class BrowseOrchestrator:
     def __init__(self, settings: Settings, graph: BrowseGraph, ledger: Ledger, publisher: Publisher,
                  scheduler: Scheduler, *, rng: random.Random | None = None,
-                 poll_budget_seconds: float | None = None) -> None:
+                 poll_budget_seconds: float | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
         self.settings = settings
+        self.clock = clock
         self.graph = graph
         self.ledger = ledger
         self.publisher = publisher
@@ -139,71 +143,37 @@ class BrowseOrchestrator:
     # -- creating sessions -----------------------------------------------------------------------
 
     async def _create_all(self, rows: list[BrowseRecord]) -> list[BrowseRecord]:
-        known = {r.session_id for r in rows if r.session_id}
+        """Create a browse session per restore point not yet settled, each through the one idempotent step."""
+        actions = BrowseCreation(self.graph, {r.session_id for r in rows if r.session_id})
+        gate = asyncio.Semaphore(self.settings.graph_create_concurrency)
+        owner = new_owner()
+        store = self.ledger.browse_rows
 
         async def create(row: BrowseRecord) -> BrowseRecord:
-            if row.state in (CREATED, FAILED):
+            if row.state in (StepState.DONE, StepState.FAILED):
                 return row
-            return await self._create(row, known)
+            async with gate:
+                return await run_step(row, actions, store, owner=owner, clock=self.clock,
+                                      policy=self.settings.step_policy)
 
-        results = await _bounded(self.settings.graph_create_concurrency, [create(r) for r in rows])
+        results = await run_steps(rows, create, store.reload, clock=self.clock,
+                                  wait_budget=timedelta(seconds=self.settings.step_wait_seconds))
         failures = [r for r in results if isinstance(r, BaseException)]
-        unexpected = [f for f in failures if not isinstance(f, RetryLater | Contended)]
+        unexpected = [f for f in failures if not isinstance(f, RetryLater | Contended | LeaseHeld)]
         if unexpected:
             raise unexpected[0]
         retries = [f for f in failures if isinstance(f, RetryLater)]
         if retries:
             raise max(retries, key=lambda r: r.after or 0.0)
+        held = [f for f in failures if isinstance(f, LeaseHeld)]
+        if held:
+            until = max(h.until for h in held)
+            raise RetryLater(GraphError(None, "HeldByAnotherWorker",
+                                        f"{len(held)} browse session(s) are being created by another worker"),
+                             after=max(1.0, (until - self.clock.now()).total_seconds()))
         if failures:
             raise failures[0]
         return [r for r in results if isinstance(r, BrowseRecord)]
-
-    async def _create(self, row: BrowseRecord, known: set[str]) -> BrowseRecord:
-        if row.state == CREATING:
-            row, adopted = await self._reconcile(row, known)
-            if adopted:
-                return row
-        row = await self.ledger.mark_browse_creating(row)
-        try:
-            session = await self.graph.create_browse_session(row.restore_point_id)
-        except GraphRefused as refused:
-            log.warning("browse request %s: Graph refused a browse session for %s: %s", row.request_id,
-                        row.restore_point_id, refused)
-            return await self.ledger.mark_browse_failed(row, refused.error.to_json())
-        except RetryLater as retry:
-            if not retry.outcome_unknown:
-                await self.ledger.mark_browse_planned(row)
-            raise
-        known.add(session.session_id)
-        return await self.ledger.mark_browse_created(row, session)
-
-    async def _reconcile(self, row: BrowseRecord, known: set[str]) -> tuple[BrowseRecord, bool]:
-        """Adopt the browse session an earlier attempt created but could not record: (row, adopted).
-
-        Graph's browse session reads do not document `restorePointId` (only the create request has it); they
-        name the drive (`directoryObjectId`) and the restore point's time (`restorePointDateTime`), which
-        together identify a restore point. So a listed session created since the `creating` mark (less the
-        clock margin) is ours if it names our restore point, or else if it has the drive and time of ours.
-        The restore point is looked up only here, once: the ledger keeps the answer for later attempts.
-        """
-        since = (row.creating_since or datetime.now(UTC)) - CLOCK_SKEW
-        listed = [s for s in await self.graph.browse_sessions_since(since) if s.session_id not in known]
-        candidates = [s for s in listed if s.restore_point_id == row.restore_point_id]
-        unnamed = [s for s in listed if not s.restore_point_id]
-        if not candidates and unnamed:
-            if not row.point_known:
-                identity = await self.graph.restore_point_identity(row.restore_point_id)
-                row = await self.ledger.record_browse_restore_point(
-                    row, identity.protection_date_time if identity else None,
-                    identity.directory_object_id if identity else None)
-            candidates = [s for s in unnamed if _same_restore_point(s, row)]
-        if not candidates:
-            return row, False
-        adopted = min(candidates, key=_created_at)
-        known.add(adopted.session_id)
-        log.warning("browse request %s: adopted browse session %s for %s, created by an earlier attempt",
-                    row.request_id, adopted.session_id, row.restore_point_id)
-        return await self.ledger.mark_browse_created(row, adopted), True
 
     # -- following creating -> created | failed ----------------------------------------------------
 
@@ -214,7 +184,7 @@ class BrowseOrchestrator:
         delay = POLL_FIRST_DELAY_SECONDS
         rows = list(rows)
         while True:
-            waiting = [i for i, r in enumerate(rows) if r.state == CREATED and not r.settled]
+            waiting = [i for i, r in enumerate(rows) if r.state == StepState.DONE and not r.settled]
             remaining = deadline - loop.time()
             if not waiting or remaining <= 0:
                 return rows
@@ -231,17 +201,17 @@ class BrowseOrchestrator:
         try:
             session = await self.graph.get_browse_session(row.session_id)
         except GraphRefused as refused:  # e.g. 404 BrowseSessionNotFound: gone before it was ready
-            return await self.ledger.mark_browse_failed(row, refused.error.to_json())
+            return await self.ledger.browse_rows.save(failed(replace(row, error=refused.error.to_json())))
         if session.status == row.session_status:
             return row
-        row = await self.ledger.update_browse_session(row, session)
+        row = row.with_session(session)
         if session.status in ("creating", "created"):
-            return row
+            return await self.ledger.browse_rows.save(row)
         error = session.error or {}
-        return await self.ledger.mark_browse_failed(row, GraphError(
+        return await self.ledger.browse_rows.save(failed(replace(row, error=GraphError(
             None, str(error.get("code") or "BrowseSessionFailed"),
             str(error.get("message") or f"Graph reports the browse session as {session.status!r}"),
-        ).to_json())
+        ).to_json())))
 
     # -- retries ---------------------------------------------------------------------------------
 
@@ -272,7 +242,7 @@ class BrowseOrchestrator:
             code = last.code
         error = GraphError(last.status, code, f"gave up after {attempts} attempts (RETRY_MAX_ATTEMPTS); {detail}",
                            last.graph_request_id).to_json()
-        return await self.ledger.mark_browse_failed(row, {**error, "retryBudgetExhausted": True})
+        return await self.ledger.browse_rows.save(failed(replace(row, error={**error, "retryBudgetExhausted": True})))
 
     # -- events ----------------------------------------------------------------------------------
 
@@ -287,7 +257,7 @@ class BrowseOrchestrator:
 
     def _event(self, request: BrowseRequest, row: BrowseRecord) -> CloudEvent | None:
         key = f"{request.request_id}:browse:{row.restore_point_id}"
-        if row.state == CREATED and row.session_status == "created":
+        if row.state == StepState.DONE and row.session_status == "created":
             return browse_event(request, "browse.session.created", key, {
                 "browseSessionId": row.session_id,
                 "restorePointId": row.restore_point_id,
@@ -298,12 +268,58 @@ class BrowseOrchestrator:
                 "backupSizeInBytes": row.backup_size_in_bytes,
                 "directoryObjectId": row.directory_object_id,
             }, session_id=row.session_id)
-        if row.state == FAILED:
+        if row.state == StepState.FAILED:
             data: dict[str, Any] = {"restorePointId": row.restore_point_id, "error": row.error}
             if row.session_id:
                 data["browseSessionId"] = row.session_id
             return browse_event(request, "browse.session.failed", f"{key}:failed", data, session_id=row.session_id)
         return None
+
+
+class BrowseCreation:
+    """The act and the reconcile of a restore point's step: create its browse session; find one made earlier."""
+
+    def __init__(self, graph: Any, known: set[str]) -> None:
+        self.graph = graph
+        self.known = known
+
+    async def act(self, row: BrowseRecord) -> BrowseRecord:
+        try:
+            session = await self.graph.create_browse_session(row.restore_point_id)
+        except GraphRefused as refused:
+            log.warning("browse request %s: Graph refused a browse session for %s: %s", row.request_id,
+                        row.restore_point_id, refused)
+            return failed(replace(row, error=refused.error.to_json()))
+        self.known.add(session.session_id)
+        return done(replace(row, session_id=session.session_id).with_session(session))
+
+    async def reconcile(self, row: BrowseRecord) -> BrowseRecord | None:
+        """Adopt the browse session an earlier attempt created but could not record.
+
+        Graph's browse session reads do not document `restorePointId` (only the create request has it); they
+        name the drive (`directoryObjectId`) and the restore point's time (`restorePointDateTime`), which
+        together identify a restore point. So a listed session created since the `creating` mark (less the
+        clock margin) is ours if it names our restore point, or else if it has the drive and time of ours.
+        The restore point is looked up only here, once: what was learned is kept with the next mark.
+        """
+        since = (row.creating_since or datetime.now(UTC)) - CLOCK_SKEW
+        listed = [s for s in await self.graph.browse_sessions_since(since) if s.session_id not in self.known]
+        candidates = [s for s in listed if s.restore_point_id == row.restore_point_id]
+        unnamed = [s for s in listed if not s.restore_point_id]
+        if not candidates and unnamed:
+            if not row.point_known:
+                identity = await self.graph.restore_point_identity(row.restore_point_id)
+                row = replace(row, point_known=True,
+                              point_date_time=identity.protection_date_time if identity else None,
+                              point_directory_object_id=identity.directory_object_id if identity else None)
+            candidates = [s for s in unnamed if _same_restore_point(s, row)]
+        if not candidates:
+            return row
+        adopted = min(candidates, key=_created_at)
+        self.known.add(adopted.session_id)
+        log.warning("browse request %s: adopted browse session %s for %s, created by an earlier attempt",
+                    row.request_id, adopted.session_id, row.restore_point_id)
+        return done(replace(row, session_id=adopted.session_id).with_session(adopted))
 
 
 def _same_restore_point(session: BrowseSessionInfo, row: BrowseRecord) -> bool:

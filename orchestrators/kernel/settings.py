@@ -11,7 +11,11 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
+
+if TYPE_CHECKING:
+    from orchestrators.kernel.step import StepPolicy
 
 DESTINATION_TYPES = ("new", "inPlace")
 
@@ -86,6 +90,10 @@ class Settings:
     retry_base_delay_seconds: float = 15.0
     retry_max_delay_seconds: float = 900.0
     graph_throttle_wait_limit_seconds: float = 30.0
+    #: How long a worker's mark on a step keeps others from reconciling it: longer than one Graph call can take.
+    step_lease_seconds: float = 180.0
+    #: How long an attempt waits for steps another worker holds before scheduling a copy for later.
+    step_wait_seconds: float = 60.0
     graph_timeout_seconds: float = 60.0
     reconcile_window_seconds: float = 900.0
     event_max_bytes: int = 240_000
@@ -144,6 +152,8 @@ class Settings:
             retry_max_attempts=reader.integer("RETRY_MAX_ATTEMPTS", 8, 1, 100),
             retry_base_delay_seconds=reader.number("RETRY_BASE_DELAY_SECONDS", 15.0, 0.0, 3600.0),
             retry_max_delay_seconds=reader.number("RETRY_MAX_DELAY_SECONDS", 900.0, 0.0, 86_400.0),
+            step_lease_seconds=reader.number("STEP_LEASE_SECONDS", 180.0, 10.0, 3600.0),
+            step_wait_seconds=reader.number("STEP_WAIT_SECONDS", 60.0, 0.0, 600.0),
             graph_throttle_wait_limit_seconds=reader.number(
                 "GRAPH_THROTTLE_WAIT_LIMIT_SECONDS", 30.0, 0.0, 600.0
             ),
@@ -167,7 +177,24 @@ class Settings:
             onedrive_session_parallelism=reader.integer("ONEDRIVE_SESSION_PARALLELISM", 50, 1, 10_000),
         )
         settings.validate_graph_credentials()
+        settings.validate_step_lease()
         return settings
+
+    def validate_step_lease(self) -> None:
+        shortest = self.graph_timeout_seconds + self.graph_throttle_wait_limit_seconds
+        if self.step_lease_seconds <= shortest:
+            raise SettingsError(
+                f"STEP_LEASE_SECONDS ({self.step_lease_seconds:g}) must be longer than one Graph call can take: "
+                f"GRAPH_TIMEOUT_SECONDS + GRAPH_THROTTLE_WAIT_LIMIT_SECONDS = {shortest:g}"
+            )
+
+    @property
+    def step_policy(self) -> StepPolicy:
+        from datetime import timedelta
+
+        from orchestrators.kernel.step import StepPolicy
+
+        return StepPolicy(lease=timedelta(seconds=self.step_lease_seconds))
 
     def validate_graph_credentials(self) -> None:
         if self.graph_access_token:

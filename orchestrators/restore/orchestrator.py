@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from orchestrators.adapters.tables.ledger import CREATING, BatchRecord, Ledger, PayloadConflict
+from orchestrators.adapters.tables.ledger import Ledger, PayloadConflict
 from orchestrators.contracts import (
     CloudEvent,
     RestoreRequest,
@@ -31,6 +31,7 @@ from orchestrators.contracts import (
     rejected_event,
     request_event,
 )
+from orchestrators.kernel.clock import SYSTEM_CLOCK, Clock
 from orchestrators.kernel.errors import (
     ARTIFACT_CODES,
     Contended,
@@ -45,7 +46,9 @@ from orchestrators.kernel.last_resort import is_transient, unprocessable_event
 from orchestrators.kernel.messages import InboundMessage
 from orchestrators.kernel.retries import Scheduler, backoff_seconds, schedule_next_attempt
 from orchestrators.kernel.settings import Settings
+from orchestrators.kernel.step import LeaseHeld, StepState, again, done, failed, new_owner, run_step, run_steps
 from orchestrators.restore.planner import SessionPlan, plan_sessions
+from orchestrators.restore.records import BatchRecord
 
 if TYPE_CHECKING:
     from orchestrators.activation.coordinator import ActivationCoordinator
@@ -80,8 +83,9 @@ class Outcome:
 class RestoreOrchestrator:
     def __init__(self, settings: Settings, graph: Graph, ledger: Ledger, publisher: Publisher,
                  scheduler: Scheduler, *, activation: ActivationCoordinator | None = None,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
         self.settings = settings
+        self.clock = clock
         self.graph = graph
         self.ledger = ledger
         self.publisher = publisher
@@ -218,11 +222,11 @@ class RestoreOrchestrator:
         session_extra: dict[str, Any] = {"strategy": resolution.strategy}
         if resolution.strategy == "bulk":
             session_extra["driveCount"] = sum(1 for d in resolution.drives if d.restorable)
-            from orchestrators.selection.resolver import bulk_row
+            from orchestrators.selection.resolver import bulk_step
 
-            row = await bulk_row(self.ledger, request.request_id, 0)
-            if row is not None and row.get("BulkId"):
-                session_extra["bulkAdditionRequestId"] = row["BulkId"]
+            step = await bulk_step(self.ledger, request.request_id, 0)
+            if step is not None and step.bulk_id:
+                session_extra["bulkAdditionRequestId"] = step.bulk_id
         awaiting = await self._awaiting_approval(request, batches)
         events = [*self._session_events(request, batches, session_extra, awaiting=awaiting),
                   self._accepted_event(request, batches, summary, awaiting=awaiting)]
@@ -301,125 +305,47 @@ class RestoreOrchestrator:
     # -- creating sessions -----------------------------------------------------------------------
 
     async def _settle_all(self, request: RestoreRequest, batches: list[BatchRecord]) -> list[BatchRecord]:
-        """Create every batch not yet settled.
+        """Create every batch not yet settled, each through the one idempotent step.
 
         Graph calls are bounded by GRAPH_CREATE_CONCURRENCY; ledger writes of other batches overlap with
-        them, and at most twice that many batches are in flight, so a crash leaves few rows `creating`.
+        them, and at most twice that many batches are in flight, so a crash leaves few rows marked. A batch
+        another worker holds (its lease live) is waited for, within STEP_WAIT_SECONDS.
         """
         self._graph_gate = asyncio.Semaphore(self.settings.graph_create_concurrency)
         batch_gate = asyncio.Semaphore(2 * self.settings.graph_create_concurrency)
-        known_sessions = {b.session_id for b in batches if b.session_id}
-        drafts = _DraftCache(self.graph, min((b.creating_since for b in batches
-                                              if b.state == CREATING and b.creating_since), default=None))
+        actions = BatchCreation(self, {b.session_id for b in batches if b.session_id},
+                                _DraftCache(self.graph, min((b.creating_since for b in batches
+                                                             if b.state == StepState.ACTING and b.creating_since),
+                                                            default=None)))
+        owner = new_owner()
 
         async def settle(batch: BatchRecord) -> BatchRecord:
             if batch.settled:
                 return batch
             async with batch_gate:
-                return await self._settle(batch, known_sessions, drafts)
+                return await run_step(batch, actions, self.ledger.batches, owner=owner, clock=self.clock,
+                                      policy=self.settings.step_policy)
 
-        results = await asyncio.gather(*(settle(b) for b in batches), return_exceptions=True)
+        results = await run_steps(batches, settle, self.ledger.batches.reload, clock=self.clock,
+                                  wait_budget=timedelta(seconds=self.settings.step_wait_seconds))
         retries = [r for r in results if isinstance(r, RetryLater)]
+        held = [r for r in results if isinstance(r, LeaseHeld)]
         contended = [r for r in results if isinstance(r, Contended)]
         unexpected = [r for r in results if isinstance(r, BaseException)
-                      and not isinstance(r, RetryLater | Contended)]
+                      and not isinstance(r, RetryLater | Contended | LeaseHeld)]
         if unexpected:
             raise unexpected[0]
         if retries:
             raise max(retries, key=lambda r: r.after or 0.0)
+        if held:
+            until = max(h.until for h in held)
+            raise RetryLater(GraphError(None, "HeldByAnotherWorker",
+                                        f"{len(held)} batch(es) are being created by another worker"),
+                             after=max(1.0, (until - self.clock.now()).total_seconds()))
         if contended:
             raise RetryLater(GraphError(None, "Contended", "another worker is handling this request"),
                              after=30.0)
         return [r for r in results if isinstance(r, BatchRecord)]
-
-    async def _settle(self, batch: BatchRecord, known_sessions: set[str], drafts: _DraftCache) -> BatchRecord:
-        if batch.state == CREATING:
-            adopted = await self._reconcile(batch, known_sessions, drafts)
-            if adopted is not None:
-                return adopted
-        points = batch.remaining_points
-        batch = await self.ledger.mark_creating(batch)
-        try:
-            async with self._graph_gate:
-                created = await self.graph.create_restore_session(batch.destination_type, points)
-        except GraphRefused as refused:
-            return await self._isolate(batch, points, refused.error, known_sessions, drafts)
-        except RetryLater as retry:
-            if not retry.outcome_unknown:
-                await self.ledger.mark_planned(batch)
-            raise
-        known_sessions.add(created.session_id)
-        return await self.ledger.mark_created(batch, created.session_id, created.status,
-                                              created.created_date_time)
-
-    async def _reconcile(self, batch: BatchRecord, known_sessions: set[str],
-                         drafts: _DraftCache) -> BatchRecord | None:
-        """Adopt a draft session an earlier attempt created but could not record.
-
-        A candidate draft (created since the mark, same artifact count, our app when Graph says) is ours when
-        its artifacts list exactly the batch's restore points. One whose artifacts do not all name their
-        restore point cannot be told apart: rather than create a second session, the batch is retried later
-        (if no other candidate matches), the way an unknown create outcome is.
-        """
-        points = set(batch.remaining_points)
-        app_id = getattr(self.graph, "application_id", None)
-        unknown: list[str] = []
-        for draft in await drafts.sessions():
-            if draft.session_id in known_sessions:
-                continue
-            if draft.artifact_total is not None and draft.artifact_total != len(points):
-                continue
-            if app_id and draft.application_id and draft.application_id != app_id:
-                continue
-            listed = await drafts.restore_point_ids(draft.session_id)
-            if listed is None:
-                unknown.append(draft.session_id)
-                continue
-            if listed == points:
-                known_sessions.add(draft.session_id)
-                log.warning("batch %d of %s: adopted draft session %s created by an earlier attempt",
-                            batch.index, batch.request_id, draft.session_id)
-                created = draft.created_date_time.isoformat() if draft.created_date_time else None
-                return await self.ledger.mark_created(batch, draft.session_id, "draft", created)
-        if unknown:
-            log.warning("batch %d of %s: draft session(s) %s list artifacts without a restore point; "
-                        "not creating again until they can be compared", batch.index, batch.request_id,
-                        ", ".join(unknown))
-            raise RetryLater(GraphError(None, "ReconcileInconclusive",
-                                        f"draft session(s) {', '.join(unknown)} may be this batch's: Graph "
-                                        "listed artifacts without their restore point"), outcome_unknown=True)
-        return None
-
-    async def _isolate(self, batch: BatchRecord, points: tuple[str, ...], error: GraphError,
-                       known_sessions: set[str], drafts: _DraftCache) -> BatchRecord:
-        """Graph refused the batch: find the restore points to blame, and create the rest."""
-        if (error.code not in ARTIFACT_CODES and error.status != 400) or len(points) == 0:
-            return await self.ledger.mark_failed(batch, error.to_json(), self._blame(points, error.code))
-        checks = await _bounded(self._graph_gate, [self.graph.check_restore_point(rp) for rp in points])
-        bad = [{"restorePointId": c.restore_point_id, "code": c.reason or error.code} for c in checks
-               if not c.usable]
-        # Graph takes one restore point per OneDrive in a session: later points of the same drive go.
-        drives_seen: set[str] = set()
-        for check in checks:
-            if not check.usable or not check.protection_unit_id:
-                continue
-            if check.protection_unit_id in drives_seen:
-                bad.append({"restorePointId": check.restore_point_id, "code": "DuplicateArtifactInList",
-                            "reason": f"another restore point of protection unit {check.protection_unit_id} "
-                                      "is in this session"})
-            drives_seen.add(check.protection_unit_id)
-        if not bad or len(bad) == len(points):
-            # Nothing to single out (or nothing left): the whole batch fails with Graph's answer.
-            excluded = bad or self._blame(points, error.code)
-            return await self.ledger.mark_failed(batch, error.to_json(), excluded)
-        log.warning("batch %d of %s: %d restore points refused by Graph (%s); creating the other %d",
-                    batch.index, batch.request_id, len(bad), error.code, len(points) - len(bad))
-        batch = await self.ledger.exclude_points(batch, bad, error.to_json())
-        return await self._settle(batch, known_sessions, drafts)
-
-    @staticmethod
-    def _blame(points: Sequence[str], code: str) -> list[dict[str, Any]]:
-        return [{"restorePointId": rp, "code": code} for rp in points]
 
     # -- retries ---------------------------------------------------------------------------------
 
@@ -556,6 +482,95 @@ def _size(event: CloudEvent) -> int:
     import json
 
     return len(json.dumps(event.to_document(), separators=(",", ":")).encode())
+
+
+class BatchCreation:
+    """The act and the reconcile of a batch's step: create its restore session; find one an attempt made."""
+
+    def __init__(self, orchestrator: RestoreOrchestrator, known_sessions: set[str], drafts: _DraftCache) -> None:
+        self.graph = orchestrator.graph
+        self.gate = orchestrator._graph_gate
+        self.known_sessions = known_sessions
+        self.drafts = drafts
+
+    async def act(self, batch: BatchRecord) -> BatchRecord:
+        points = batch.remaining_points
+        try:
+            async with self.gate:
+                created = await self.graph.create_restore_session(batch.destination_type, points)
+        except GraphRefused as refused:
+            return await self._isolate(batch, points, refused.error)
+        self.known_sessions.add(created.session_id)
+        return done(replace(batch, session_id=created.session_id, session_status=created.status,
+                            created_date_time=created.created_date_time))
+
+    async def reconcile(self, batch: BatchRecord) -> BatchRecord | None:
+        """Adopt a draft session an earlier attempt created but could not record.
+
+        A candidate draft (created since the mark, same artifact count, our app when Graph says) is ours when
+        its artifacts list exactly the batch's restore points. One whose artifacts do not all name their
+        restore point cannot be told apart: rather than create a second session, the batch is retried later
+        (if no other candidate matches), the way an unknown create outcome is.
+        """
+        points = set(batch.remaining_points)
+        app_id = getattr(self.graph, "application_id", None)
+        unknown: list[str] = []
+        for draft in await self.drafts.sessions():
+            if draft.session_id in self.known_sessions:
+                continue
+            if draft.artifact_total is not None and draft.artifact_total != len(points):
+                continue
+            if app_id and draft.application_id and draft.application_id != app_id:
+                continue
+            listed = await self.drafts.restore_point_ids(draft.session_id)
+            if listed is None:
+                unknown.append(draft.session_id)
+                continue
+            if listed == points:
+                self.known_sessions.add(draft.session_id)
+                log.warning("batch %d of %s: adopted draft session %s created by an earlier attempt",
+                            batch.index, batch.request_id, draft.session_id)
+                created = draft.created_date_time.isoformat() if draft.created_date_time else None
+                return done(replace(batch, session_id=draft.session_id, session_status="draft",
+                                    created_date_time=created))
+        if unknown:
+            log.warning("batch %d of %s: draft session(s) %s list artifacts without a restore point; "
+                        "not creating again until they can be compared", batch.index, batch.request_id,
+                        ", ".join(unknown))
+            raise RetryLater(GraphError(None, "ReconcileInconclusive",
+                                        f"draft session(s) {', '.join(unknown)} may be this batch's: Graph "
+                                        "listed artifacts without their restore point"), outcome_unknown=True)
+        return None
+
+    async def _isolate(self, batch: BatchRecord, points: tuple[str, ...], error: GraphError) -> BatchRecord:
+        """Graph refused the batch: find the restore points to blame, and create the rest (a new round)."""
+        if (error.code not in ARTIFACT_CODES and error.status != 400) or len(points) == 0:
+            return failed(replace(batch, error=error.to_json(),
+                                  excluded=batch.excluded + tuple(_blame(points, error.code))))
+        checks = await _bounded(self.gate, [self.graph.check_restore_point(rp) for rp in points])
+        bad = [{"restorePointId": c.restore_point_id, "code": c.reason or error.code} for c in checks
+               if not c.usable]
+        # Graph takes one restore point per OneDrive in a session: later points of the same drive go.
+        drives_seen: set[str] = set()
+        for check in checks:
+            if not check.usable or not check.protection_unit_id:
+                continue
+            if check.protection_unit_id in drives_seen:
+                bad.append({"restorePointId": check.restore_point_id, "code": "DuplicateArtifactInList",
+                            "reason": f"another restore point of protection unit {check.protection_unit_id} "
+                                      "is in this session"})
+            drives_seen.add(check.protection_unit_id)
+        if not bad or len(bad) == len(points):
+            # Nothing to single out (or nothing left): the whole batch fails with Graph's answer.
+            excluded = bad or _blame(points, error.code)
+            return failed(replace(batch, error=error.to_json(), excluded=batch.excluded + tuple(excluded)))
+        log.warning("batch %d of %s: %d restore points refused by Graph (%s); creating the other %d",
+                    batch.index, batch.request_id, len(bad), error.code, len(points) - len(bad))
+        return again(replace(batch, excluded=batch.excluded + tuple(bad), error=error.to_json()))
+
+
+def _blame(points: Sequence[str], code: str) -> list[dict[str, Any]]:
+    return [{"restorePointId": rp, "code": code} for rp in points]
 
 
 async def _bounded(gate: asyncio.Semaphore, calls: list[Any]) -> list[Any]:

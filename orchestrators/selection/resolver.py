@@ -25,11 +25,15 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from orchestrators.adapters.tables.ledger import BatchRecord, Ledger
+from orchestrators.adapters.tables.ledger import Ledger
 from orchestrators.contracts import BULK_MAX_DRIVES, Artifact, CloudEvent, RestoreRequest, Selection
+from orchestrators.kernel.clock import SYSTEM_CLOCK, Clock
 from orchestrators.kernel.errors import GraphRefused, RetryLater
 from orchestrators.kernel.settings import Settings
+from orchestrators.kernel.step import Intent, LeaseHeld, StepState, done, failed, new_owner, run_step
 from orchestrators.restore.planner import SessionPlan
+from orchestrators.restore.records import BatchRecord
+from orchestrators.selection.records import BulkPart, BulkStep
 
 log = logging.getLogger(__name__)
 
@@ -440,12 +444,6 @@ def selection_keys(drives: Sequence[Drive]) -> set[str]:
 
 # -- the bulk path ------------------------------------------------------------------------------------
 
-# States of a `bulk:NNNNN` row: the session create, then the bulk request create, each marked before the
-# call and recorded after it, so that a lost answer is reconciled instead of repeated.
-PLANNED, CREATING_SESSION, SESSION_CREATED = "planned", "creatingSession", "sessionCreated"
-CREATING_REQUEST, CREATED, FAILED = "creatingRequest", "created", "failed"
-
-
 def bulk_display_name(request_id: str, index: int) -> str:
     """Names the bulk request after our batch, so an earlier attempt's request can be recognised."""
     return f"{request_id}:bulk:{index}"
@@ -474,13 +472,18 @@ def _graph_time(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class BulkRestorer:
-    """One empty session and one bulk addition request, created at most once each."""
+class SessionTaken(Exception):
+    """The empty session adopted for our bulk request already carries another request's: start over."""
 
-    def __init__(self, settings: Settings, graph: Any, ledger: Ledger) -> None:
+
+class BulkRestorer:
+    """One empty session and one bulk addition request on it, each created by one step."""
+
+    def __init__(self, settings: Settings, graph: Any, ledger: Ledger, clock: Clock = SYSTEM_CLOCK) -> None:
         self.settings = settings
         self.graph = graph
         self.ledger = ledger
+        self.clock = clock
 
     async def settle(self, request: RestoreRequest, resolution: Resolution) -> list[BatchRecord]:
         if not any(d.restorable for d in resolution.drives):
@@ -490,23 +493,43 @@ class BulkRestorer:
         batch = batches[0]
         if batch.settled:
             return [batch]
-        row_key = f"{BULK_PREFIX}{index:05d}"
-        await self.ledger.create_row({"PartitionKey": request.request_id, "RowKey": row_key, "State": PLANNED})
+        rows = self.ledger.bulk_steps
+        tag = bulk_display_name(request.request_id, index)
+        owner = new_owner()
         for _ in range(4):
-            row = await self.ledger.get_row(request.request_id, row_key)
-            assert row is not None
-            try:
-                row = await self._advance(request, resolution, index, row)
-            except GraphRefused as refused:
-                latest = await self.ledger.get_row(request.request_id, row_key)
-                if latest is not None:
-                    await self._save(latest, State=FAILED, Error=json.dumps(refused.error.to_json()))
-                    await self._discard_empty_session(latest.get("SessionId"))
-                return [await self.ledger.mark_failed(batch, refused.error.to_json())]
-            if row["State"] == CREATED:
-                return [await self.ledger.mark_created(batch, row["SessionId"], "draft", row.get("CreatedDateTime"))]
+            session = await rows.open(BulkStep(request.request_id, index, BulkPart.SESSION))
+            session = await self._run(session, EmptySession(self.graph, tag), owner)
+            bulk = await rows.open(BulkStep(request.request_id, index, BulkPart.REQUEST))
+            if session.state is StepState.FAILED:
+                bulk = session
+            elif bulk.state is not StepState.FAILED:
+                if bulk.session_id != session.session_id:
+                    bulk = await rows.store.save(replace(bulk, session_id=session.session_id,
+                                                         created_date_time=session.created_date_time))
+                try:
+                    bulk = await self._run(bulk, BulkAddition(self.graph, tag, bulk_body(request, resolution, index)),
+                                           owner)
+                except SessionTaken:
+                    log.warning("session %s of %s carries another bulk request; starting over", session.session_id,
+                                tag)
+                    await rows.store.save(replace(await rows.store.reload(session), session_id=None,
+                                                  created_date_time=None).with_intent(Intent()))
+                    continue
+            if bulk.state is StepState.FAILED:
+                await self._discard_empty_session(session.session_id)
+                return [await self.ledger.batches.save(failed(replace(batch, error=bulk.error)))]
+            return [await self.ledger.batches.save(done(replace(
+                batch, session_id=bulk.session_id, session_status="draft", created_date_time=bulk.created_date_time)))]
         raise RetryLater(_error("BulkNotSettled", "the bulk session could not be settled; trying again later"),
                          after=30.0)
+
+    async def _run(self, step: BulkStep, actions: Any, owner: str) -> BulkStep:
+        try:
+            return await run_step(step, actions, self.ledger.bulk_steps.store, owner=owner, clock=self.clock,
+                                  policy=self.settings.step_policy)
+        except LeaseHeld as held:
+            raise RetryLater(_error("HeldByAnotherWorker", "another worker is creating this bulk session"),
+                             after=max(1.0, (held.until - self.clock.now()).total_seconds())) from held
 
     async def _discard_empty_session(self, session_id: str | None) -> None:
         """Graph refused the bulk request: the empty draft made for it would only clutter the tenant."""
@@ -517,82 +540,70 @@ class BulkRestorer:
         except (GraphRefused, RetryLater) as failure:
             log.warning("could not delete the empty session %s: %s", session_id, failure)
 
-    async def _save(self, row: dict[str, Any], **changes: Any) -> dict[str, Any]:
-        updated = {**row, **changes}
-        updated["etag"] = await self.ledger.replace_row(updated, row.get("etag"))
-        return updated
 
-    async def _advance(self, request: RestoreRequest, resolution: Resolution, index: int,
-                       row: dict[str, Any]) -> dict[str, Any]:
-        """Take the row one or more steps towards `created`."""
-        tag = bulk_display_name(request.request_id, index)
-        if row["State"] == CREATING_SESSION:
-            row = await self._reconcile_session(row, tag)
-        if row["State"] == PLANNED:
-            row = await self._save(row, State=CREATING_SESSION, CreatingSince=datetime.now(UTC))
-            try:
-                created = await self.graph.create_empty_restore_session()
-            except RetryLater as retry:
-                if not retry.outcome_unknown:
-                    await self._save(row, State=PLANNED)
-                raise
-            row = await self._save(row, State=SESSION_CREATED, SessionId=created.session_id,
-                                   CreatedDateTime=created.created_date_time or "")
-        if row["State"] == CREATING_REQUEST:
-            row = await self._reconcile_request(row, tag)
-        if row["State"] == SESSION_CREATED:
-            row = await self._save(row, State=CREATING_REQUEST)
-            try:
-                bulk = await self.graph.create_bulk_addition(row["SessionId"], bulk_body(request, resolution, index))
-            except RetryLater as retry:
-                if not retry.outcome_unknown:
-                    await self._save(row, State=SESSION_CREATED)
-                raise
-            except GraphRefused as refused:
-                if "one bulk addition" in refused.error.message.lower():
-                    # An adopted empty session turned out to be someone else's: start over with a new one.
-                    return await self._save(row, State=PLANNED, SessionId="")
-                raise
-            row = await self._save(row, State=CREATED, BulkId=str(bulk.get("id")),
-                                   BulkStatus=str(bulk.get("status") or "active"))
-        return row
+class EmptySession:
+    """The bulk session's step: an empty restore session, or an empty draft an earlier attempt made."""
 
-    async def _reconcile_session(self, row: dict[str, Any], tag: str) -> dict[str, Any]:
-        """A session create whose answer was lost: adopt our empty draft (or the one already carrying our
-        bulk request) if Graph has it; otherwise create again."""
-        since = (row.get("CreatingSince") or datetime.now(UTC)) - CLOCK_SKEW
+    def __init__(self, graph: Any, tag: str) -> None:
+        self.graph = graph
+        self.tag = tag
+
+    async def act(self, step: BulkStep) -> BulkStep:
+        try:
+            created = await self.graph.create_empty_restore_session()
+        except GraphRefused as refused:
+            return failed(replace(step, error=refused.error.to_json()))
+        return done(replace(step, session_id=created.session_id, created_date_time=created.created_date_time))
+
+    async def reconcile(self, step: BulkStep) -> BulkStep | None:
+        """Adopt our empty draft, or the one already carrying our bulk request; None to create again."""
+        since = (step.creating_since or datetime.now(UTC)) - CLOCK_SKEW
         app_id = getattr(self.graph, "application_id", None)
-        empty: str | None = None
-        created_at = ""
+        empty: Any = None
         for draft in await self.graph.draft_sessions_since(since):
             if draft.artifact_total not in (0, None) or (app_id and draft.application_id
                                                          and draft.application_id != app_id):
                 continue
             bulks = await self.graph.bulk_additions(draft.session_id)
-            mine = [b for b in bulks if b.get("displayName") == tag]
-            if mine:
-                log.warning("bulk session %s of %s adopted with its bulk request", draft.session_id, tag)
-                return await self._save(row, State=CREATED, SessionId=draft.session_id, BulkId=str(mine[0]["id"]),
-                                        BulkStatus=str(mine[0].get("status") or "active"),
-                                        CreatedDateTime=_created(draft))
+            if any(b.get("displayName") == self.tag for b in bulks):
+                log.warning("bulk session %s of %s adopted with its bulk request", draft.session_id, self.tag)
+                return done(replace(step, session_id=draft.session_id, created_date_time=_created(draft)))
             if not bulks and empty is None:
-                empty = draft.session_id
-                created_at = _created(draft)
+                empty = draft
         if empty is not None:
-            log.warning("empty session %s adopted for %s", empty, tag)
-            return await self._save(row, State=SESSION_CREATED, SessionId=empty, CreatedDateTime=created_at)
-        return await self._save(row, State=PLANNED)
-
-    async def _reconcile_request(self, row: dict[str, Any], tag: str) -> dict[str, Any]:
-        for bulk in await self.graph.bulk_additions(row["SessionId"]):
-            if bulk.get("displayName") == tag:
-                return await self._save(row, State=CREATED, BulkId=str(bulk["id"]),
-                                        BulkStatus=str(bulk.get("status") or "active"))
-        return await self._save(row, State=SESSION_CREATED)
+            log.warning("empty session %s adopted for %s", empty.session_id, self.tag)
+            return done(replace(step, session_id=empty.session_id, created_date_time=_created(empty)))
+        return None
 
 
-def _created(draft: Any) -> str:
-    return draft.created_date_time.isoformat() if draft.created_date_time else ""
+class BulkAddition:
+    """The bulk request's step: one bulk addition request named after our batch, on the session."""
+
+    def __init__(self, graph: Any, tag: str, body: dict[str, Any]) -> None:
+        self.graph = graph
+        self.tag = tag
+        self.body = body
+
+    async def act(self, step: BulkStep) -> BulkStep:
+        assert step.session_id
+        try:
+            bulk = await self.graph.create_bulk_addition(step.session_id, self.body)
+        except GraphRefused as refused:
+            if "one bulk addition" in refused.error.message.lower():
+                raise SessionTaken(step.session_id) from refused
+            return failed(replace(step, error=refused.error.to_json()))
+        return done(replace(step, bulk_id=str(bulk.get("id")), bulk_status=str(bulk.get("status") or "active")))
+
+    async def reconcile(self, step: BulkStep) -> BulkStep | None:
+        assert step.session_id
+        for bulk in await self.graph.bulk_additions(step.session_id):
+            if bulk.get("displayName") == self.tag:
+                return done(replace(step, bulk_id=str(bulk["id"]), bulk_status=str(bulk.get("status") or "active")))
+        return None
+
+
+def _created(draft: Any) -> str | None:
+    return draft.created_date_time.isoformat() if draft.created_date_time else None
 
 
 def _error(code: str, message: str) -> Any:
@@ -601,8 +612,11 @@ def _error(code: str, message: str) -> Any:
     return GraphError(None, code, message)
 
 
-async def bulk_row(ledger: Ledger, request_id: str, index: int) -> dict[str, Any] | None:
-    return await ledger.get_row(request_id, f"{BULK_PREFIX}{index:05d}")
+async def bulk_step(ledger: Ledger, request_id: str, index: int) -> BulkStep | None:
+    """The bulk request's step (with its id, status and whether its outcome was reported), or None."""
+    from orchestrators.adapters.tables.records import bulk_row_key
+
+    return await ledger.bulk_steps.get(request_id, bulk_row_key(index, BulkPart.REQUEST))
 
 
 # -- following a bulk request (called by the tracker) -------------------------------------------------
@@ -619,10 +633,10 @@ class BulkOutcomeReporter:
 
     async def report(self, request_id: str, index: int, session_id: str, incident_id: str | None) -> bool:
         """Publish `restore.bulk.completed` once the bulk request is settled. True when reported."""
-        row = await bulk_row(self.ledger, request_id, index)
-        if row is None or row.get("OutcomeReported") or not row.get("BulkId"):
-            return bool(row and row.get("OutcomeReported"))
-        bulk = await self.graph.get_bulk_addition(session_id, row["BulkId"])
+        row = await bulk_step(self.ledger, request_id, index)
+        if row is None or row.outcome_reported or not row.bulk_id:
+            return bool(row and row.outcome_reported)
+        bulk = await self.graph.get_bulk_addition(session_id, row.bulk_id)
         status = str(bulk.get("status") or "")
         if status not in ("completed", "completedWithErrors"):
             return False
@@ -634,7 +648,7 @@ class BulkOutcomeReporter:
             counts[outcome["status"]] = counts.get(outcome["status"], 0) + 1
         data: dict[str, Any] = {
             "requestId": request_id, "incidentId": incident_id, "sessionId": session_id, "index": index,
-            "strategy": "bulk", "bulkAdditionRequestId": row["BulkId"], "status": status,
+            "strategy": "bulk", "bulkAdditionRequestId": row.bulk_id, "status": status,
             "error": bulk.get("error"), "driveCounts": counts, "drives": outcomes,
         }
         if len(json.dumps(data, separators=(",", ":"))) > self.settings.event_max_bytes:
@@ -646,7 +660,7 @@ class BulkOutcomeReporter:
                            request_id=request_id, incident_id=incident_id, session_id=session_id)
         await self.publisher.publish([event])
         try:
-            await self.ledger.replace_row({**row, "OutcomeReported": True, "BulkStatus": status}, row.get("etag"))
+            await self.ledger.bulk_steps.store.save(replace(row, outcome_reported=True, bulk_status=status))
         except Exception:  # the event id is deterministic: a repeat is dropped by duplicate detection
             log.warning("could not record the bulk outcome of %s; it may be published again", session_id)
         return True

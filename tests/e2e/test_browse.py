@@ -11,9 +11,9 @@ import httpx
 import pytest
 
 from orchestrators.adapters.bus import EventPublisher
-from orchestrators.adapters.tables.ledger import Ledger
 from orchestrators.app.runtime import Runtime
 from orchestrators.cli import main as cli
+from tests.e2e.crashing import CrashingLedger
 from tests.e2e.harness import Harness, SimulatedCrash, eventually, of_type
 
 pytestmark = pytest.mark.timeout(180)
@@ -160,28 +160,6 @@ async def test_bad_input_is_rejected_once_with_field_level_reasons_and_the_body(
     assert rejected["data"]["body"] == body.decode()
     assert harness.browse_sessions() == []
     assert [i.outcome for i in harness.host.invocations] == ["completed"]
-
-
-class CrashingLedger(Ledger):
-    """The real ledger, except that the worker dies at one chosen write, once."""
-
-    crash_at = ""
-    crash_on_call = 1
-    calls: Counter[str]
-
-    async def _die_at(self, step: str) -> None:
-        self.calls[step] += 1
-        if step == self.crash_at and self.calls[step] == self.crash_on_call:
-            raise SimulatedCrash(step)
-
-    async def mark_browse_creating(self, record):
-        await self._die_at("before_create")
-        return await super().mark_browse_creating(record)
-
-    async def mark_browse_created(self, record, session):
-        # Graph has answered with the browse session's id; the worker dies before writing it down.
-        await self._die_at("after_create_before_record")
-        return await super().mark_browse_created(record, session)
 
 
 class CrashingPublisher(EventPublisher):

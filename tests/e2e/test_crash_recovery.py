@@ -12,31 +12,10 @@ from orchestrators.adapters.credentials import FixedTokenCredential
 from orchestrators.adapters.graph import GraphGateway
 from orchestrators.adapters.tables.ledger import Ledger
 from orchestrators.app.runtime import Runtime
+from tests.e2e.crashing import CrashingLedger
 from tests.e2e.harness import SimulatedCrash, of_type
 
 pytestmark = pytest.mark.timeout(180)
-
-
-class CrashingLedger(Ledger):
-    """The real ledger, except that the worker dies at one chosen write, once."""
-
-    crash_at = ""
-    crash_on_call = 1
-    calls: Counter[str]
-
-    async def _die_at(self, step: str) -> None:
-        self.calls[step] += 1
-        if step == self.crash_at and self.calls[step] == self.crash_on_call:
-            raise SimulatedCrash(step)
-
-    async def mark_creating(self, batch):
-        await self._die_at("before_create")
-        return await super().mark_creating(batch)
-
-    async def mark_created(self, batch, session_id, status, created_date_time):
-        # Graph has answered with the new session's id; the worker dies before writing it down.
-        await self._die_at("after_create_before_record")
-        return await super().mark_created(batch, session_id, status, created_date_time)
 
 
 class CrashingPublisher(EventPublisher):

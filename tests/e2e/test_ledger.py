@@ -1,10 +1,13 @@
 import uuid
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from orchestrators.adapters.tables.ledger import CREATED, CREATING, Ledger, PayloadConflict
+from orchestrators.adapters.tables.ledger import Ledger, PayloadConflict
 from orchestrators.contracts import Artifact, RestoreRequest
 from orchestrators.kernel.errors import Contended
+from orchestrators.kernel.step import Intent, StepState, done
 from orchestrators.restore.planner import plan_sessions
 
 
@@ -41,14 +44,29 @@ async def test_a_reused_request_id_with_another_payload_is_a_conflict(ledger):
 async def test_a_stale_etag_cannot_overwrite_a_created_batch(ledger):
     request = _request(2)
     [batch] = await ledger.open_request(request, plan_sessions(request.artifacts, 50))
-    creating = await ledger.mark_creating(batch)
-    assert creating.state == CREATING and creating.creating_since is not None
-    created = await ledger.mark_created(creating, "sess-1", "draft", "2026-01-01T00:00:00Z")
-    assert created.state == CREATED
+    now = datetime.now(UTC)
+    lease_until = now + timedelta(minutes=3)
+    marked = await ledger.batches.save(batch.with_intent(Intent(StepState.ACTING, now, "w1", lease_until)))
+    assert marked.state == StepState.ACTING and marked.creating_since is not None and marked.owner == "w1"
+    created = await ledger.batches.save(done(replace(marked, session_id="sess-1", session_status="draft")))
+    assert created.state == StepState.DONE and created.owner is None and created.lease_until is None
     with pytest.raises(Contended):
-        await ledger.mark_creating(creating)  # the worker that lost the race holds the old ETag
+        await ledger.batches.save(marked.with_intent(Intent(StepState.ACTING, now, "w2", now)))  # the loser's ETag
     [stored] = await ledger.load_batches(request.request_id)
-    assert stored.session_id == "sess-1"
+    assert stored.session_id == "sess-1" and stored == created
+
+
+async def test_the_table_store_keeps_the_step_contract_of_the_memory_store(ledger):
+    """The unit tests crash steps against the in-memory store; this holds the Table store to the same rules."""
+    request = _request(60)
+    batches = await ledger.open_request(request, plan_sessions(request.artifacts, 50))
+    store = ledger.batches
+    reloaded = await store.reload(batches[1])
+    assert reloaded == batches[1] and reloaded.etag == batches[1].etag
+    saved = await store.save(replace(batches[1], excluded=({"restorePointId": "rp-55", "code": "x"},)))
+    assert saved.etag != batches[1].etag and (await store.reload(saved)).excluded == saved.excluded
+    with pytest.raises(Contended):
+        await store.save(batches[1])
 
 
 async def test_two_hundred_batches_are_written_in_transactions_and_read_back_in_order(ledger):

@@ -8,14 +8,12 @@ A browse request adds one `browse:<restorePointId>` row per restore point to its
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -27,10 +25,23 @@ from azure.core.exceptions import (
 from azure.data.tables import TableTransactionError, UpdateMode
 from azure.data.tables.aio import TableClient
 
+from orchestrators.adapters.tables.records import (
+    BATCH_CODEC,
+    BATCH_PREFIX,
+    BROWSE_CODEC,
+    BROWSE_PREFIX,
+    BULK_CODEC,
+    StepRows,
+    TableRecordStore,
+    browse_row_key,
+)
+from orchestrators.browse.records import BrowseRecord
 from orchestrators.contracts import RestoreRequest
 from orchestrators.kernel.errors import Contended
 from orchestrators.kernel.settings import Settings
 from orchestrators.restore.planner import SessionPlan
+from orchestrators.restore.records import BatchRecord
+from orchestrators.selection.records import BulkStep
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +50,10 @@ AZURITE_ACCOUNT_KEY = (
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 )
 REQUEST_ROW = "request"
-BATCH_PREFIX = "batch:"
 OUTCOME_PREFIX = "outcome:"
 
-# Batch states. `creating` means a create may have reached Graph: reconcile before creating again.
+# Browse row states (the step's stored values).
 PLANNED, CREATING, CREATED, FAILED = "planned", "creating", "created", "failed"
-SETTLED = frozenset({CREATED, FAILED})
 
 
 class PayloadConflict(Exception):
@@ -61,73 +70,6 @@ def table_connection_string(connection: str) -> str:
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass(frozen=True)
-class BatchRecord:
-    request_id: str
-    index: int
-    destination_type: str
-    restore_point_ids: tuple[str, ...]
-    state: str = PLANNED
-    session_id: str | None = None
-    session_status: str | None = None
-    created_date_time: str | None = None
-    creating_since: datetime | None = None
-    excluded: tuple[dict[str, Any], ...] = ()
-    error: dict[str, Any] | None = None
-    etag: str | None = field(default=None, compare=False)
-
-    @property
-    def row_key(self) -> str:
-        return f"{BATCH_PREFIX}{self.index:05d}"
-
-    @property
-    def remaining_points(self) -> tuple[str, ...]:
-        gone = {e["restorePointId"] for e in self.excluded}
-        return tuple(rp for rp in self.restore_point_ids if rp not in gone)
-
-    @property
-    def settled(self) -> bool:
-        return self.state in SETTLED
-
-    def to_entity(self) -> dict[str, Any]:
-        entity: dict[str, Any] = {
-            "PartitionKey": self.request_id,
-            "RowKey": self.row_key,
-            "Index": self.index,
-            "DestinationType": self.destination_type,
-            "RestorePointIds": json.dumps(self.restore_point_ids),
-            "State": self.state,
-            "Excluded": json.dumps(list(self.excluded)),
-        }
-        optional = {
-            "SessionId": self.session_id,
-            "SessionStatus": self.session_status,
-            "CreatedDateTime": self.created_date_time,
-            "CreatingSince": self.creating_since,
-            "Error": json.dumps(self.error) if self.error else None,
-        }
-        entity.update({k: v for k, v in optional.items() if v is not None})
-        return entity
-
-    @classmethod
-    def from_entity(cls, entity: Any) -> BatchRecord:
-        error = entity.get("Error")
-        return cls(
-            request_id=entity["PartitionKey"],
-            index=int(entity["Index"]),
-            destination_type=entity["DestinationType"],
-            restore_point_ids=tuple(json.loads(entity["RestorePointIds"])),
-            state=entity["State"],
-            session_id=entity.get("SessionId"),
-            session_status=entity.get("SessionStatus"),
-            created_date_time=entity.get("CreatedDateTime"),
-            creating_since=entity.get("CreatingSince"),
-            excluded=tuple(json.loads(entity.get("Excluded") or "[]")),
-            error=json.loads(error) if error else None,
-            etag=entity.metadata.get("etag") if hasattr(entity, "metadata") else None,
-        )
 
 
 @dataclass(frozen=True)
@@ -177,6 +119,15 @@ class Ledger:
         table = TableClient(endpoint=identity.table_endpoint, table_name=settings.ledger_table,
                             credential=credential)
         return cls(table, credential)
+
+    @property
+    def batches(self) -> TableRecordStore[BatchRecord]:
+        """The batch rows, as the step mechanism writes them."""
+        return TableRecordStore(self._table, BATCH_CODEC)
+
+    @property
+    def bulk_steps(self) -> StepRows[BulkStep]:
+        return StepRows(self._table, BULK_CODEC)
 
     @property
     def table(self) -> TableClient:
@@ -238,7 +189,7 @@ class Ledger:
             for start in range(0, len(missing), 100):  # a table transaction holds at most 100 rows
                 chunk = missing[start:start + 100]
                 try:
-                    await self._table.submit_transaction([("create", b.to_entity()) for b in chunk])
+                    await self._table.submit_transaction([("create", BATCH_CODEC.to_entity(b)) for b in chunk])
                 except (TableTransactionError, ResourceExistsError):
                     pass  # another worker wrote them first; read back below
             batches = await self.load_batches(request.request_id)
@@ -269,7 +220,7 @@ class Ledger:
     async def load_batches(self, request_id: str) -> list[BatchRecord]:
         query = "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi"
         params = {"pk": request_id, "lo": BATCH_PREFIX, "hi": BATCH_PREFIX[:-1] + ";"}
-        rows = [BatchRecord.from_entity(e) async for e in self._table.query_entities(query, parameters=params)]
+        rows = [BATCH_CODEC.from_entity(e) async for e in self._table.query_entities(query, parameters=params)]
         return sorted(rows, key=lambda b: b.index)
 
     # -- outcomes of finished sessions (written by the tracker) ----------------------------------
@@ -285,40 +236,6 @@ class Ledger:
         params = {"pk": request_id, "lo": OUTCOME_PREFIX, "hi": OUTCOME_PREFIX[:-1] + ";"}
         return [SessionOutcome(int(e["Index"]), e["SessionId"], e["Status"], json.loads(e["ArtifactCounts"]))
                 async for e in self._table.query_entities(query, parameters=params)]
-
-    # -- batch transitions (all conditional on the ETag we read) ---------------------------------
-
-    async def _replace(self, batch: BatchRecord) -> BatchRecord:
-        try:
-            meta = await self._table.update_entity(
-                batch.to_entity(), mode=UpdateMode.REPLACE, etag=batch.etag,
-                match_condition=MatchConditions.IfNotModified,
-            )
-        except (ResourceModifiedError, ResourceNotFoundError) as exc:
-            raise Contended(f"batch {batch.index} of {batch.request_id} changed underneath us") from exc
-        return replace(batch, etag=meta.get("etag"))
-
-    async def mark_creating(self, batch: BatchRecord) -> BatchRecord:
-        return await self._replace(replace(batch, state=CREATING, creating_since=_now()))
-
-    async def mark_planned(self, batch: BatchRecord) -> BatchRecord:
-        return await self._replace(replace(batch, state=PLANNED, creating_since=None))
-
-    async def mark_created(self, batch: BatchRecord, session_id: str, status: str,
-                           created_date_time: str | None) -> BatchRecord:
-        return await self._replace(replace(batch, state=CREATED, session_id=session_id,
-                                           session_status=status, created_date_time=created_date_time))
-
-    async def exclude_points(self, batch: BatchRecord, excluded: Sequence[dict[str, Any]],
-                             error: dict[str, Any]) -> BatchRecord:
-        merged = tuple(batch.excluded) + tuple(excluded)
-        return await self._replace(replace(batch, state=PLANNED, excluded=merged, error=error,
-                                           creating_since=None))
-
-    async def mark_failed(self, batch: BatchRecord, error: dict[str, Any],
-                          excluded: Sequence[dict[str, Any]] = ()) -> BatchRecord:
-        merged = tuple(batch.excluded) + tuple(excluded)
-        return await self._replace(replace(batch, state=FAILED, error=error, excluded=merged))
 
     # -- selection -------------------------------------------------------------------------------
     # Rows of a restore-by-point-in-time request, in its partition: `selection` (the header: state,
@@ -370,163 +287,23 @@ class Ledger:
         """One row per restore point of a browse request (written once), returned in request order."""
         await self.ensure_table()
         wanted = {browse_row_key(rp): rp for rp in restore_point_ids}
-        rows = {r.row_key: r for r in await self.load_browse(request_id)}
+        rows = {browse_row_key(r.restore_point_id): r for r in await self.load_browse(request_id)}
         missing = [BrowseRecord(request_id, rp) for key, rp in wanted.items() if key not in rows]
         if missing:
             for start in range(0, len(missing), 100):  # a table transaction holds at most 100 rows
                 chunk = missing[start:start + 100]
                 try:
-                    await self._table.submit_transaction([("create", r.to_entity()) for r in chunk])
+                    await self._table.submit_transaction([("create", BROWSE_CODEC.to_entity(r)) for r in chunk])
                 except (TableTransactionError, ResourceExistsError):
                     pass  # another worker wrote them first; read back below
-            rows = {r.row_key: r for r in await self.load_browse(request_id)}
+            rows = {browse_row_key(r.restore_point_id): r for r in await self.load_browse(request_id)}
         return [rows[key] for key in wanted if key in rows]
 
     async def load_browse(self, request_id: str) -> list[BrowseRecord]:
         query = "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi"
         params = {"pk": request_id, "lo": BROWSE_PREFIX, "hi": BROWSE_PREFIX[:-1] + ";"}
-        return [BrowseRecord.from_entity(e) async for e in self._table.query_entities(query, parameters=params)]
-
-    async def _replace_browse(self, record: BrowseRecord) -> BrowseRecord:
-        try:
-            meta = await self._table.update_entity(
-                record.to_entity(), mode=UpdateMode.REPLACE, etag=record.etag,
-                match_condition=MatchConditions.IfNotModified,
-            )
-        except (ResourceModifiedError, ResourceNotFoundError) as exc:
-            raise Contended(f"browse row {record.restore_point_id} of {record.request_id} changed "
-                            "underneath us") from exc
-        return replace(record, etag=meta.get("etag"))
-
-    async def mark_browse_creating(self, record: BrowseRecord) -> BrowseRecord:
-        return await self._replace_browse(replace(record, state=CREATING, creating_since=_now()))
-
-    async def mark_browse_planned(self, record: BrowseRecord) -> BrowseRecord:
-        return await self._replace_browse(replace(record, state=PLANNED, creating_since=None))
-
-    async def mark_browse_created(self, record: BrowseRecord, session: Any) -> BrowseRecord:
-        """Graph gave the session an id (its own status may still be `creating`)."""
-        return await self._replace_browse(replace(
-            record, state=CREATED, session_id=session.session_id, **browse_session_fields(session)))
-
-    async def update_browse_session(self, record: BrowseRecord, session: Any) -> BrowseRecord:
-        """Record what Graph now says about the session (status, expiry, size, drive)."""
-        return await self._replace_browse(replace(record, **browse_session_fields(session)))
-
-    async def mark_browse_failed(self, record: BrowseRecord, error: dict[str, Any]) -> BrowseRecord:
-        return await self._replace_browse(replace(record, state=FAILED, error=error))
-
-    async def record_browse_restore_point(self, record: BrowseRecord, protection_date_time: str | None,
-                                          directory_object_id: str | None) -> BrowseRecord:
-        """Keep what identifies the restore point in Graph's browse session reads (looked up once)."""
-        return await self._replace_browse(replace(record, point_known=True, point_date_time=protection_date_time,
-                                                  point_directory_object_id=directory_object_id))
-
-
-BROWSE_PREFIX = "browse:"
-# Characters Table storage refuses in a RowKey are escaped; `%` itself too, so the escaping is reversible.
-_ROW_KEY_SAFE = "-._~:@!$&'()*+,;="
-
-
-def browse_row_key(restore_point_id: str) -> str:
-    """`browse:<restorePointId>`, escaped where Table storage would refuse it; a digest if still too long."""
-    escaped = quote(restore_point_id, safe=_ROW_KEY_SAFE)
-    if len(escaped) <= 512:
-        return BROWSE_PREFIX + escaped
-    # An escaped id never contains "%h" (escapes are hex), so this form cannot collide with one.
-    return f"{BROWSE_PREFIX}%hash:{hashlib.sha256(restore_point_id.encode()).hexdigest()}"
-
-
-def browse_session_fields(session: Any) -> dict[str, Any]:
-    return {
-        "session_status": session.status,
-        "created_date_time": session.created_date_time,
-        "expiration_date_time": session.expiration_date_time,
-        "restore_point_date_time": session.restore_point_date_time,
-        "backup_size_in_bytes": session.backup_size_in_bytes,
-        "directory_object_id": session.directory_object_id,
-        "session_error": session.error,
-    }
-
-
-@dataclass(frozen=True)
-class BrowseRecord:
-    """One restore point of a browse request: the ledger's `planned -> creating -> created | failed`,
-    and, once created, what Graph last said about the session (`creating -> created | failed`)."""
-
-    request_id: str
-    restore_point_id: str
-    state: str = PLANNED
-    session_id: str | None = None
-    session_status: str | None = None
-    creating_since: datetime | None = None
-    created_date_time: str | None = None
-    expiration_date_time: str | None = None
-    restore_point_date_time: str | None = None
-    backup_size_in_bytes: str | None = None
-    directory_object_id: str | None = None
-    session_error: dict[str, Any] | None = None
-    error: dict[str, Any] | None = None
-    # The restore point's protectionDateTime and its drive's directoryObjectId, looked up when a lost create
-    # answer has to be reconciled (browse session reads do not carry restorePointId).
-    point_known: bool = False
-    point_date_time: str | None = None
-    point_directory_object_id: str | None = None
-    etag: str | None = field(default=None, compare=False)
+        return [BROWSE_CODEC.from_entity(e) async for e in self._table.query_entities(query, parameters=params)]
 
     @property
-    def row_key(self) -> str:
-        return browse_row_key(self.restore_point_id)
-
-    @property
-    def settled(self) -> bool:
-        """Nothing more to do: refused, failed, or created and no longer `creating` in Graph."""
-        return self.state == FAILED or (self.state == CREATED and self.session_status != "creating")
-
-    def to_entity(self) -> dict[str, Any]:
-        entity: dict[str, Any] = {
-            "PartitionKey": self.request_id,
-            "RowKey": self.row_key,
-            "RestorePointId": self.restore_point_id,
-            "State": self.state,
-        }
-        optional = {
-            "SessionId": self.session_id,
-            "SessionStatus": self.session_status,
-            "CreatingSince": self.creating_since,
-            "CreatedDateTime": self.created_date_time,
-            "ExpirationDateTime": self.expiration_date_time,
-            "RestorePointDateTime": self.restore_point_date_time,
-            "BackupSizeInBytes": self.backup_size_in_bytes,
-            "DirectoryObjectId": self.directory_object_id,
-            "SessionError": json.dumps(self.session_error) if self.session_error else None,
-            "Error": json.dumps(self.error) if self.error else None,
-            "PointKnown": True if self.point_known else None,
-            "PointProtectionDateTime": self.point_date_time,
-            "PointDirectoryObjectId": self.point_directory_object_id,
-        }
-        entity.update({k: v for k, v in optional.items() if v is not None})
-        return entity
-
-    @classmethod
-    def from_entity(cls, entity: Any) -> BrowseRecord:
-        session_error, error = entity.get("SessionError"), entity.get("Error")
-        return cls(
-            request_id=entity["PartitionKey"],
-            restore_point_id=entity["RestorePointId"],
-            state=entity["State"],
-            session_id=entity.get("SessionId"),
-            session_status=entity.get("SessionStatus"),
-            creating_since=entity.get("CreatingSince"),
-            created_date_time=entity.get("CreatedDateTime"),
-            expiration_date_time=entity.get("ExpirationDateTime"),
-            restore_point_date_time=entity.get("RestorePointDateTime"),
-            backup_size_in_bytes=entity.get("BackupSizeInBytes"),
-            directory_object_id=entity.get("DirectoryObjectId"),
-            session_error=json.loads(session_error) if session_error else None,
-            error=json.loads(error) if error else None,
-            point_known=bool(entity.get("PointKnown")),
-            point_date_time=entity.get("PointProtectionDateTime"),
-            point_directory_object_id=entity.get("PointDirectoryObjectId"),
-            etag=entity.metadata.get("etag") if hasattr(entity, "metadata") else None,
-        )
+    def browse_rows(self) -> TableRecordStore[BrowseRecord]:
+        return TableRecordStore(self._table, BROWSE_CODEC)
