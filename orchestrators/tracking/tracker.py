@@ -23,23 +23,22 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from orchestrators.activation.coordinator import ActivationCoordinator, session_event
-from orchestrators.adapters.graph import GraphGateway
-from orchestrators.adapters.tables.activation_store import (
+from orchestrators.activation.records import (
     ACTIVATED,
-    NOT_REQUESTED,
     RESERVED,
     TERMINAL_STATUSES,
-    ActivationLedger,
     TrackedSession,
 )
+from orchestrators.adapters.graph import GraphGateway
+from orchestrators.adapters.tables.activation_store import ActivationLedger
 from orchestrators.adapters.tables.ledger import Ledger, SessionOutcome
 from orchestrators.contracts import CloudEvent
 from orchestrators.kernel.errors import Contended, GraphRefused, RetryLater
 from orchestrators.kernel.settings import Settings
+from orchestrators.tracking.decisions import plan_pass, reserved_too_long
 
 log = logging.getLogger(__name__)
 
-_EPOCH = datetime.min.replace(tzinfo=UTC)
 DELETED = "deleted"
 
 
@@ -84,17 +83,11 @@ class SessionTracker:
         rows = await self.store.all_tracked()
         slots = await self.store.read_slots()
         report.tracked = len(rows)
-        now = datetime.now(UTC)
-        max_age = timedelta(hours=self.settings.draft_session_max_age_hours)
-        to_poll: list[TrackedSession] = []
-        stale: list[TrackedSession] = []
-        for row in rows:
-            if row.activation in (RESERVED, ACTIVATED) or row.session_id in slots.holders or row.status != "draft":
-                to_poll.append(row)
-            elif (row.activation == NOT_REQUESTED and self.settings.draft_session_max_age_hours > 0
-                  and row.created_at is not None and now - row.created_at > max_age):
-                stale.append(row)
-        to_poll.sort(key=lambda r: r.last_checked_at or _EPOCH)
+        max_age_hours = self.settings.draft_session_max_age_hours
+        plan = plan_pass(rows, slots, datetime.now(UTC),
+                         draft_max_age=timedelta(hours=max_age_hours) if max_age_hours > 0 else None,
+                         reserved_grace=timedelta(seconds=self.settings.reserved_slot_grace_seconds))
+        to_poll, stale = plan.poll, plan.discard
 
         gate = asyncio.Semaphore(self.settings.tracker_concurrency)
 
@@ -122,7 +115,8 @@ class SessionTracker:
                 report.errors += 1
                 log.warning("discarding %s: %s", row.session_id, exc)
 
-        await self._release_orphan_slots({r.session_id for r in rows})
+        for session_id in plan.release:
+            await self.coordinator.release(session_id)
         report.activated = await self.coordinator.fill_slots()
         log.info("tracker run: %s", report)
         return report
@@ -156,11 +150,8 @@ class SessionTracker:
         return False
 
     def _reserved_too_long(self, holder: dict[str, Any]) -> bool:
-        since = holder.get("since")
-        if not since:
-            return True
-        reserved_at = datetime.fromisoformat(since)
-        return datetime.now(UTC) - reserved_at > timedelta(seconds=self.settings.reserved_slot_grace_seconds)
+        grace = timedelta(seconds=self.settings.reserved_slot_grace_seconds)
+        return reserved_too_long(holder, datetime.now(UTC), grace)
 
     async def _finish(self, row: TrackedSession, status: str, session: dict[str, Any] | None,
                       error: dict[str, Any] | None) -> None:
@@ -222,11 +213,6 @@ class SessionTracker:
             row.incident_id)
         await self.publisher.publish([event])
         await self._settle(row, DELETED, {})
-
-    async def _release_orphan_slots(self, tracked_ids: set[str]) -> None:
-        slots = await self.store.read_slots()
-        for session_id in [s for s in slots.holders if s not in tracked_ids]:
-            await self.coordinator.release(session_id)
 
     async def complete_request_if_done(self, request_id: str) -> CloudEvent | None:
         """Publish `restore.request.completed` once every session of the request has ended."""

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from azure.functions.servicebus import ServiceBusMessage
 
-from orchestrators.adapters.tables.activation_store import order_key
+from orchestrators.activation.records import order_key
 from orchestrators.kernel.messages import from_functions_message, utc_instant
 
 

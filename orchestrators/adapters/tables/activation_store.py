@@ -12,16 +12,29 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import UpdateMode
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables.aio import TableClient
 
+from orchestrators.activation.records import (
+    ACTIVATED,
+    NOT_REQUESTED,
+    QUEUED,
+    RESERVED,
+    TERMINAL_STATUSES,
+    QueuedSession,
+    Slots,
+    TrackedSession,
+    order_key,
+)
+from orchestrators.adapters.tables.records import etag_of, replace_if_unchanged
 from orchestrators.kernel.errors import Contended
+
+__all__ = ["ACTIVATED", "NOT_REQUESTED", "QUEUED", "RESERVED", "TERMINAL_STATUSES", "ActivationLedger",
+           "QueuedSession", "Slots", "TrackedSession", "order_key"]
 
 TRACKING = "tracking"
 QUEUE = "activation-queue"
@@ -29,86 +42,41 @@ CONTROL = "activation"
 SLOTS_ROW = "slots"
 LEASE_ROW = "tracker-lease"
 
-# Activation states of a tracked session.
-NOT_REQUESTED, QUEUED, RESERVED, ACTIVATED = "none", "queued", "reserved", "activated"
-TERMINAL_STATUSES = frozenset({"completed", "completedWithError", "failed"})
-
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
-
-def order_key(requested_at: datetime, request_id: str, index: int) -> str:
-    """Sorts by the time activation was asked for, then by request and batch index."""
-    millis = int(requested_at.timestamp() * 1000)
-    return f"{millis:015d}|{request_id}|{index:05d}"
-
-
-@dataclass(frozen=True)
-class TrackedSession:
-    session_id: str
-    request_id: str
-    index: int
-    status: str = "draft"
-    activation: str = NOT_REQUESTED
-    queue_key: str | None = None
-    created_at: datetime | None = None
-    activated_published: bool = False
-    last_checked_at: datetime | None = None
-    incident_id: str | None = None
-    etag: str | None = field(default=None, compare=False)
-
-    def to_entity(self) -> dict[str, Any]:
-        entity: dict[str, Any] = {
-            "PartitionKey": TRACKING,
-            "RowKey": self.session_id,
-            "RequestId": self.request_id,
-            "Index": self.index,
-            "Status": self.status,
-            "Activation": self.activation,
-            "ActivatedPublished": self.activated_published,
-        }
-        for name, value in (("QueueKey", self.queue_key), ("CreatedAt", self.created_at),
-                            ("LastCheckedAt", self.last_checked_at), ("IncidentId", self.incident_id)):
-            if value is not None:
-                entity[name] = value
-        return entity
-
-    @classmethod
-    def from_entity(cls, entity: Any) -> TrackedSession:
-        return cls(
-            session_id=entity["RowKey"],
-            request_id=entity["RequestId"],
-            index=int(entity["Index"]),
-            status=entity.get("Status", "draft"),
-            activation=entity.get("Activation", NOT_REQUESTED),
-            queue_key=entity.get("QueueKey"),
-            created_at=entity.get("CreatedAt"),
-            activated_published=bool(entity.get("ActivatedPublished", False)),
-            last_checked_at=entity.get("LastCheckedAt"),
-            incident_id=entity.get("IncidentId") or None,
-            etag=entity.metadata.get("etag"),
-        )
+def _tracked_to_entity(session: TrackedSession) -> dict[str, Any]:
+    entity: dict[str, Any] = {
+        "PartitionKey": TRACKING,
+        "RowKey": session.session_id,
+        "RequestId": session.request_id,
+        "Index": session.index,
+        "Status": session.status,
+        "Activation": str(session.activation),
+        "ActivatedPublished": session.activated_published,
+    }
+    for name, value in (("QueueKey", session.queue_key), ("CreatedAt", session.created_at),
+                        ("LastCheckedAt", session.last_checked_at), ("IncidentId", session.incident_id)):
+        if value is not None:
+            entity[name] = value
+    return entity
 
 
-@dataclass(frozen=True)
-class QueuedSession:
-    key: str
-    session_id: str
-    request_id: str
-    index: int
-
-
-@dataclass(frozen=True)
-class Slots:
-    """Who holds the active-session slots: session id -> {state, since, requestId, index}."""
-
-    holders: dict[str, dict[str, Any]]
-    backoff_until: datetime | None = None
-    etag: str | None = None
-
-    def free(self, cap: int) -> int:
-        return max(0, cap - len(self.holders))
+def _tracked_from_entity(entity: Any) -> TrackedSession:
+    return TrackedSession(
+        session_id=entity["RowKey"],
+        request_id=entity["RequestId"],
+        index=int(entity["Index"]),
+        status=entity.get("Status", "draft"),
+        activation=entity.get("Activation", NOT_REQUESTED),
+        queue_key=entity.get("QueueKey"),
+        created_at=entity.get("CreatedAt"),
+        activated_published=bool(entity.get("ActivatedPublished", False)),
+        last_checked_at=entity.get("LastCheckedAt"),
+        incident_id=entity.get("IncidentId") or None,
+        etag=etag_of(entity),
+    )
 
 
 class ActivationLedger:
@@ -120,8 +88,8 @@ class ActivationLedger:
     async def track(self, session: TrackedSession) -> TrackedSession:
         """Start tracking a created session (once: an existing row is returned as stored)."""
         try:
-            meta = await self._table.create_entity(session.to_entity())
-            return TrackedSession(**{**session.__dict__, "etag": meta.get("etag")})
+            meta = await self._table.create_entity(_tracked_to_entity(session))
+            return replace(session, etag=meta.get("etag"))
         except ResourceExistsError:
             existing = await self.tracked(session.session_id)
             assert existing is not None
@@ -129,21 +97,18 @@ class ActivationLedger:
 
     async def tracked(self, session_id: str) -> TrackedSession | None:
         try:
-            return TrackedSession.from_entity(await self._table.get_entity(TRACKING, session_id))
+            return _tracked_from_entity(await self._table.get_entity(TRACKING, session_id))
         except ResourceNotFoundError:
             return None
 
     async def all_tracked(self) -> list[TrackedSession]:
         rows = self._table.query_entities("PartitionKey eq @pk", parameters={"pk": TRACKING})
-        return [TrackedSession.from_entity(e) async for e in rows]
+        return [_tracked_from_entity(e) async for e in rows]
 
     async def update_tracked(self, session: TrackedSession) -> TrackedSession:
-        try:
-            meta = await self._table.update_entity(session.to_entity(), mode=UpdateMode.REPLACE, etag=session.etag,
-                                                   match_condition=MatchConditions.IfNotModified)
-        except (ResourceModifiedError, ResourceNotFoundError) as exc:
-            raise Contended(f"tracking row of session {session.session_id} changed") from exc
-        return TrackedSession(**{**session.__dict__, "etag": meta.get("etag")})
+        etag = await replace_if_unchanged(self._table, _tracked_to_entity(session), session.etag,
+                                          f"tracking row of session {session.session_id}")
+        return replace(session, etag=etag)
 
     async def untrack(self, session_id: str) -> None:
         try:
@@ -205,12 +170,8 @@ class ActivationLedger:
                                   "Holders": json.dumps(slots.holders, separators=(",", ":"))}
         if slots.backoff_until is not None:
             entity["BackoffUntil"] = slots.backoff_until
-        try:
-            meta = await self._table.update_entity(entity, mode=UpdateMode.REPLACE, etag=slots.etag,
-                                                   match_condition=MatchConditions.IfNotModified)
-        except (ResourceModifiedError, ResourceNotFoundError) as exc:
-            raise Contended("the activation slots changed") from exc
-        return Slots(slots.holders, slots.backoff_until, meta.get("etag"))
+        etag = await replace_if_unchanged(self._table, entity, slots.etag, "the activation slots")
+        return Slots(slots.holders, slots.backoff_until, etag)
 
     # -- the tracker's lease -----------------------------------------------------------------------
 
@@ -229,9 +190,8 @@ class ActivationLedger:
         if current.get("Owner") != owner and current.get("ExpiresAt") and current["ExpiresAt"] > now:
             return False
         try:
-            await self._table.update_entity(entity, mode=UpdateMode.REPLACE, etag=current.metadata.get("etag"),
-                                            match_condition=MatchConditions.IfNotModified)
-        except (ResourceModifiedError, ResourceNotFoundError):
+            await replace_if_unchanged(self._table, entity, etag_of(current), "the tracker lease")
+        except Contended:
             return False
         return True
 
@@ -240,9 +200,7 @@ class ActivationLedger:
             current = await self._table.get_entity(CONTROL, LEASE_ROW)
             if current.get("Owner") != owner:
                 return
-            await self._table.update_entity({"PartitionKey": CONTROL, "RowKey": LEASE_ROW, "Owner": "",
-                                             "ExpiresAt": _now()}, mode=UpdateMode.REPLACE,
-                                            etag=current.metadata.get("etag"),
-                                            match_condition=MatchConditions.IfNotModified)
-        except (ResourceNotFoundError, ResourceModifiedError):
+            await replace_if_unchanged(self._table, {"PartitionKey": CONTROL, "RowKey": LEASE_ROW, "Owner": "",
+                                                     "ExpiresAt": _now()}, etag_of(current), "the tracker lease")
+        except (ResourceNotFoundError, Contended):
             pass

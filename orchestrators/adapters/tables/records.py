@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import json
-from collections.abc import Callable
+import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
@@ -22,6 +24,7 @@ from orchestrators.restore.records import BatchRecord
 from orchestrators.selection.records import BulkPart, BulkStep
 
 R = TypeVar("R")
+T = TypeVar("T")
 
 BATCH_PREFIX = "batch:"
 
@@ -47,6 +50,39 @@ def conflict(what: str, exc: Exception) -> Contended:
     return error
 
 
+async def replace_if_unchanged(table: TableClient, entity: dict[str, Any], etag: str | None, what: str) -> str | None:
+    """Rewrite a row only if nobody changed it since it was read (the one ETag check); returns the new ETag."""
+    try:
+        meta = await table.update_entity(entity, mode=UpdateMode.REPLACE, etag=etag,
+                                         match_condition=MatchConditions.IfNotModified)
+    except (ResourceModifiedError, ResourceNotFoundError) as exc:
+        raise conflict(what, exc) from exc
+    return meta.get("etag")
+
+
+async def optimistic_update(read: Callable[[], Awaitable[T]], change: Callable[[T], T | None],
+                            write: Callable[[T], Awaitable[T]], *, what: str, attempts: int = 50,
+                            rng: random.Random | None = None) -> T:
+    """Read with the ETag, apply a pure change, write under the ETag; on conflict, back off (jittered) and redo.
+
+    `change` returns None when there is nothing to change (the read value is returned). Raises `Contended` when
+    `attempts` conflicts in a row say the row is too busy."""
+    rng = rng or _RNG
+    for attempt in range(attempts):
+        current = await read()
+        changed = change(current)
+        if changed is None:
+            return current
+        try:
+            return await write(changed)
+        except Contended:
+            await asyncio.sleep(rng.uniform(0, min(0.5, 0.005 * 2 ** min(attempt, 7))))
+    raise Contended(f"{what} is too contended ({attempts} conflicting writes in a row)")
+
+
+_RNG = random.Random()
+
+
 class TableRecordStore(Generic[R]):
     """A `StepStore` over one table: conditional replace on the record's ETag."""
 
@@ -55,13 +91,10 @@ class TableRecordStore(Generic[R]):
         self._codec = codec
 
     async def save(self, record: R) -> R:
-        etag = record.etag  # type: ignore[attr-defined]
-        try:
-            meta = await self._table.update_entity(self._codec.to_entity(record), mode=UpdateMode.REPLACE,
-                                                   etag=etag, match_condition=MatchConditions.IfNotModified)
-        except (ResourceModifiedError, ResourceNotFoundError) as exc:
-            raise conflict("row {}/{}".format(*self._codec.keys(record)), exc) from exc
-        return dataclasses.replace(record, etag=meta.get("etag"))  # type: ignore[type-var]
+        etag = await replace_if_unchanged(self._table, self._codec.to_entity(record),
+                                          record.etag,  # type: ignore[attr-defined]
+                                          "row {}/{}".format(*self._codec.keys(record)))
+        return dataclasses.replace(record, etag=etag)  # type: ignore[type-var]
 
     async def reload(self, record: R) -> R:
         partition, row = self._codec.keys(record)
