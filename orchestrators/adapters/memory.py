@@ -40,6 +40,15 @@ class MemoryStepStore(Generic[R]):
         self.writes += 1
         return self.put(record)
 
+    async def save_many(self, records: list[R]) -> list[R | Contended]:
+        results: list[R | Contended] = []
+        for record in records:
+            try:
+                results.append(await self.save(record))
+            except Contended as conflict:
+                results.append(conflict)
+        return results
+
     async def reload(self, record: R) -> R:
         current = self._rows.get(self._key(record))
         if current is None:

@@ -39,7 +39,7 @@ from orchestrators.kernel.last_resort import is_transient, unprocessable_event
 from orchestrators.kernel.messages import InboundMessage
 from orchestrators.kernel.retries import Scheduler, backoff_seconds, schedule_next_attempt
 from orchestrators.kernel.settings import Settings
-from orchestrators.kernel.step import LeaseHeld, StepState, done, failed, new_owner, run_step, run_steps
+from orchestrators.kernel.step import LeaseHeld, StepState, done, failed, mark_all, new_owner, run_step, run_steps
 from orchestrators.restore.orchestrator import Publisher
 
 log = logging.getLogger(__name__)
@@ -156,6 +156,7 @@ class BrowseOrchestrator:
                 return await run_step(row, actions, store, owner=owner, clock=self.clock,
                                       policy=self.settings.step_policy)
 
+        rows = await mark_all(rows, store, owner=owner, clock=self.clock, policy=self.settings.step_policy)
         results = await run_steps(rows, create, store.reload, clock=self.clock,
                                   wait_budget=timedelta(seconds=self.settings.step_wait_seconds))
         failures = [r for r in results if isinstance(r, BaseException)]

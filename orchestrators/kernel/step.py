@@ -25,7 +25,7 @@ from enum import StrEnum
 from typing import Any, Protocol, Self, TypeVar
 
 from orchestrators.kernel.clock import Clock
-from orchestrators.kernel.errors import OrchestrationError, RetryLater
+from orchestrators.kernel.errors import Contended, OrchestrationError, RetryLater
 
 
 class StepState(StrEnum):
@@ -84,6 +84,13 @@ class StepStore(Protocol[R]):
         ...
 
 
+class BulkStepStore(StepStore[R], Protocol[R]):
+    async def save_many(self, records: list[R]) -> list[R | Contended]:
+        """Save each record as `save` would, in as few writes as the store allows (a Table transaction holds
+        up to 100 rows of one partition); a record someone else changed comes back as `Contended`."""
+        ...
+
+
 class StepActions(Protocol[R]):
     """What a capability supplies: the act and the reconcile; the mechanism does the rest."""
 
@@ -115,6 +122,25 @@ class StepPolicy:
     max_rounds: int = 6  # act again on a changed record at most this often in one attempt
 
 
+async def mark_all(records: list[R], store: BulkStepStore[R], *, owner: str, clock: Clock,
+                   policy: StepPolicy) -> list[R]:
+    """Mark every planned record `acting` for this attempt in few writes; `run_step` then acts on each at once.
+
+    Records in any other state are returned as they are (`run_step` reconciles or skips them), and so are
+    planned ones another worker changed meanwhile (`run_step` then loses the race on its own write)."""
+    planned = [i for i, r in enumerate(records) if r.intent.state is StepState.PLANNED]
+    if not planned:
+        return records
+    now = clock.now()
+    marks = [records[i].with_intent(Intent(StepState.ACTING, now, owner, now + policy.lease)) for i in planned]
+    saved = await store.save_many(marks)
+    result = list(records)
+    for i, outcome in zip(planned, saved, strict=True):
+        if not isinstance(outcome, Contended):
+            result[i] = outcome
+    return result
+
+
 def done(record: R) -> R:
     return record.with_intent(Intent(StepState.DONE, record.intent.since))
 
@@ -135,6 +161,16 @@ async def run_step(record: R, actions: StepActions[R], store: StepStore[R], *, o
         intent = record.intent
         if intent.settled:
             return record
+        if intent.state is StepState.ACTING and intent.owner == owner:
+            # Marked by this very attempt (`mark_all`) and not acted on yet (an owner is one attempt, and an act
+            # that fails leaves `run_step` for good). Renew a lease that ran out while the record waited its turn.
+            if not intent.lease_live(clock.now()):
+                renewed = dataclasses.replace(intent, lease_until=clock.now() + policy.lease)
+                record = await store.save(record.with_intent(renewed))
+            record = await _act_under_lease(record, actions, store, clock, policy)
+            if record.intent.settled:
+                return record
+            continue
         if intent.state is StepState.ACTING:
             now = clock.now()
             if intent.owner != owner and intent.lease_live(now):

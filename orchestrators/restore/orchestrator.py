@@ -46,7 +46,17 @@ from orchestrators.kernel.last_resort import is_transient, unprocessable_event
 from orchestrators.kernel.messages import InboundMessage
 from orchestrators.kernel.retries import Scheduler, backoff_seconds, schedule_next_attempt
 from orchestrators.kernel.settings import Settings
-from orchestrators.kernel.step import LeaseHeld, StepState, again, done, failed, new_owner, run_step, run_steps
+from orchestrators.kernel.step import (
+    LeaseHeld,
+    StepState,
+    again,
+    done,
+    failed,
+    mark_all,
+    new_owner,
+    run_step,
+    run_steps,
+)
 from orchestrators.restore.planner import SessionPlan, plan_sessions
 from orchestrators.restore.records import BatchRecord
 
@@ -54,6 +64,9 @@ if TYPE_CHECKING:
     from orchestrators.activation.coordinator import ActivationCoordinator
 
 log = logging.getLogger(__name__)
+
+#: Batches marked in one write (a Table transaction holds at most 100 rows).
+MARK_CHUNK = 100
 
 #: Margin for clock differences between this worker and Graph when matching draft sessions.
 CLOCK_SKEW = timedelta(minutes=5)
@@ -326,8 +339,13 @@ class RestoreOrchestrator:
                 return await run_step(batch, actions, self.ledger.batches, owner=owner, clock=self.clock,
                                       policy=self.settings.step_policy)
 
-        results = await run_steps(batches, settle, self.ledger.batches.reload, clock=self.clock,
-                                  wait_budget=timedelta(seconds=self.settings.step_wait_seconds))
+        results: list[BatchRecord | BaseException] = []
+        for start in range(0, len(batches), MARK_CHUNK):
+            # Marked a hundred at a time (one Table transaction), each chunk just before its creates start.
+            chunk = await mark_all(batches[start:start + MARK_CHUNK], self.ledger.batches, owner=owner,
+                                   clock=self.clock, policy=self.settings.step_policy)
+            results += await run_steps(chunk, settle, self.ledger.batches.reload, clock=self.clock,
+                                       wait_budget=timedelta(seconds=self.settings.step_wait_seconds))
         retries = [r for r in results if isinstance(r, RetryLater)]
         held = [r for r in results if isinstance(r, LeaseHeld)]
         contended = [r for r in results if isinstance(r, Contended)]

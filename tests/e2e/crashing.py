@@ -26,6 +26,12 @@ class _DyingStore(TableRecordStore[Any]):
             await self._ledger.die_at("after_create_before_record")
         return await super().save(record)
 
+    async def save_many(self, records: list[Any]) -> list[Any]:
+        for record in records:  # the same places to die as one by one
+            if record.intent.state is StepState.ACTING:
+                await self._ledger.die_at("before_create")
+        return await super().save_many(records)
+
 
 class CrashingLedger(Ledger):
     crash_at = ""

@@ -19,6 +19,7 @@ from orchestrators.kernel.step import (
     again,
     done,
     failed,
+    mark_all,
     run_step,
     run_steps,
 )
@@ -326,5 +327,49 @@ def test_run_steps_waits_for_the_owner_to_record_then_uses_its_outcome() -> None
         await finisher
         assert world.acts == 0
         assert isinstance(results[0], Job) and results[0].session_id == "theirs"
+
+    asyncio.run(scenario())
+
+
+def test_records_marked_together_then_abandoned_by_a_dead_worker_are_each_acted_on_once() -> None:
+    async def scenario() -> None:
+        clock = FakeClock()
+        store = MemoryStepStore[Job](key=lambda j: j.key)
+        world = World(clock)
+        jobs = [store.put(Job(f"job{i}", points=(f"p{i}",))) for i in range(5)]
+        marked = await mark_all(jobs, store, owner="first-worker", clock=clock, policy=POLICY)
+        assert all(j.state is StepState.ACTING and j.owner == "first-worker" for j in marked)
+        # It acts on two, then dies before recording either.
+        world.crash_after_act = True
+        for job in marked[:2]:
+            with pytest.raises(SimulatedCrash):
+                await Actions(world).act(job)
+        world.crash_after_act = False
+        clock.at += LEASE + timedelta(seconds=1)
+
+        async def step(job: Job) -> Job:
+            return await run_step(job, world.actions(), store, owner="second-worker", clock=clock, policy=POLICY)
+
+        results = await run_steps([store.get(j.key) for j in jobs], step, store.reload,  # type: ignore[misc]
+                                  clock=clock, wait_budget=timedelta(0))
+        assert world.acts == 5 and len(world.sessions) == 5
+        assert sorted(r.session_id for r in results if isinstance(r, Job)) == ["s1", "s2", "s3", "s4", "s5"]
+
+    asyncio.run(scenario())
+
+
+def test_an_attempt_acts_on_its_own_marks_without_reconciling_even_after_their_lease_ran_out() -> None:
+    class NoReconcile(Actions):
+        async def reconcile(self, job: Job) -> Job | None:
+            raise AssertionError("an attempt never reconciles its own marks")
+
+    async def scenario() -> None:
+        clock = FakeClock()
+        store = MemoryStepStore[Job](key=lambda j: j.key)
+        world = World(clock)
+        [job] = await mark_all([store.put(Job("job"))], store, owner="me", clock=clock, policy=POLICY)
+        clock.at += LEASE * 2  # a long queue of creates ahead of it (throttling)
+        settled = await run_step(job, NoReconcile(world), store, owner="me", clock=clock, policy=POLICY)
+        assert (world.acts, settled.state) == (1, StepState.DONE)
 
     asyncio.run(scenario())

@@ -12,11 +12,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.data.tables import TableTransactionError
 from azure.data.tables.aio import TableClient
 
 from orchestrators.activation.records import (
@@ -94,6 +96,20 @@ class ActivationLedger:
             existing = await self.tracked(session.session_id)
             assert existing is not None
             return existing
+
+    async def track_many(self, sessions: Sequence[TrackedSession]) -> list[TrackedSession]:
+        """`track` for many sessions, a hundred per transaction; a transaction that meets a row already tracked
+        (a redelivery) is redone row by row."""
+        tracked: list[TrackedSession] = []
+        for start in range(0, len(sessions), 100):
+            chunk = list(sessions[start:start + 100])
+            try:
+                metas = await self._table.submit_transaction([("create", _tracked_to_entity(s)) for s in chunk])
+            except (TableTransactionError, ResourceExistsError):
+                tracked += [await self.track(s) for s in chunk]
+                continue
+            tracked += [replace(s, etag=m.get("etag")) for s, m in zip(chunk, metas, strict=True)]
+        return tracked
 
     async def tracked(self, session_id: str) -> TrackedSession | None:
         try:

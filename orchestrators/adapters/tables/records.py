@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import UpdateMode
+from azure.data.tables import TableTransactionError, UpdateMode
 from azure.data.tables.aio import TableClient
 
 from orchestrators.browse.records import BrowseRecord
@@ -95,6 +95,34 @@ class TableRecordStore(Generic[R]):
                                           record.etag,  # type: ignore[attr-defined]
                                           "row {}/{}".format(*self._codec.keys(record)))
         return dataclasses.replace(record, etag=etag)  # type: ignore[type-var]
+
+    async def save_many(self, records: list[R]) -> list[R | Contended]:
+        """Conditional replaces in transactions of up to 100 rows of one partition. A transaction is all or
+        nothing: when one row of it conflicts, its rows are saved one by one to tell which."""
+        results: list[R | Contended] = []
+        by_partition: dict[str, list[R]] = {}
+        for record in records:
+            by_partition.setdefault(self._codec.keys(record)[0], []).append(record)
+        saved: dict[int, R | Contended] = {}
+        for group in by_partition.values():
+            for start in range(0, len(group), 100):
+                chunk = group[start:start + 100]
+                operations = [("update", self._codec.to_entity(r),
+                               {"mode": UpdateMode.REPLACE, "etag": r.etag,  # type: ignore[attr-defined]
+                                "match_condition": MatchConditions.IfNotModified}) for r in chunk]
+                try:
+                    metas = await self._table.submit_transaction(operations)  # type: ignore[arg-type]
+                except (TableTransactionError, ResourceModifiedError, ResourceNotFoundError):
+                    for record in chunk:
+                        try:
+                            saved[id(record)] = await self.save(record)
+                        except Contended as lost:
+                            saved[id(record)] = lost
+                    continue
+                for record, meta in zip(chunk, metas, strict=True):
+                    saved[id(record)] = dataclasses.replace(record, etag=meta.get("etag"))  # type: ignore[type-var]
+        results = [saved[id(r)] for r in records]
+        return results
 
     async def reload(self, record: R) -> R:
         partition, row = self._codec.keys(record)
