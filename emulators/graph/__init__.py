@@ -1,4 +1,4 @@
-"""Microsoft Graph Backup Storage (OneDrive restore/browse) emulator. See README.md."""
+"""Microsoft Graph Backup Storage emulator (OneDrive, SharePoint and Exchange restores; browse). See README.md."""
 
 from .admin import AdminClient, AdminError
 from .app import GraphEmulatorApp, build_app

@@ -1,4 +1,4 @@
-"""``python -m emulators.graph --host 127.0.0.1 --port 8765 --seed 1 --drives 200``"""
+"""``python -m emulators.graph --host 127.0.0.1 --port 8765 --seed 1 --drives 200 --sites 50 --mailboxes 50``"""
 
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--port", type=int, default=8765, help="0 picks a free port (the banner shows which)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--drives", type=int, default=200, help="drive protection units in the seeded tenant")
+    p.add_argument("--sites", type=int, default=None, help="site protection units (users' team sites; default 50)")
+    p.add_argument("--mailboxes", type=int, default=None, help="mailbox protection units (default 50)")
     p.add_argument("--clock-scale", type=float, default=1.0, help="emulated seconds per real second")
     p.add_argument("--start-time", default=None, help="emulated start time (ISO 8601); default: now")
     p.add_argument("--active-cap", type=int, default=25, help="max sessions activating or active")
@@ -33,6 +35,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="inProgress work on one artifact")
     p.add_argument("--in-progress-parallelism", type=int, default=None,
                    help="artifacts of one session worked on at a time")
+    for workload in ("sharepoint", "exchange"):
+        p.add_argument(f"--{workload}-in-progress-seconds", type=float, default=None,
+                       help=f"as --in-progress-seconds, for {workload} sessions")
+        p.add_argument(f"--{workload}-in-progress-per-artifact-seconds", type=float, default=None)
+        p.add_argument(f"--{workload}-in-progress-parallelism", type=int, default=None)
     p.add_argument("--in-progress-jitter-seconds", type=float, default=None)
     p.add_argument("--browse-creating-seconds", type=float, default=None)
     p.add_argument("--browse-ttl-seconds", type=float, default=None)
@@ -59,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
         "in_progress_per_artifact_seconds": args.in_progress_per_artifact_seconds,
         "in_progress_parallelism": args.in_progress_parallelism,
         "in_progress_jitter_seconds": args.in_progress_jitter_seconds,
+        "sites": args.sites,
+        "mailboxes": args.mailboxes,
+        **{f"{w}_in_progress_{part}": getattr(args, f"{w}_in_progress_{part}")
+           for w in ("sharepoint", "exchange") for part in ("seconds", "per_artifact_seconds", "parallelism")},
         "browse_creating_seconds": args.browse_creating_seconds,
         "browse_ttl_seconds": args.browse_ttl_seconds,
         "unprotected_fraction": args.unprotected_fraction,
@@ -76,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     args.port = sock.getsockname()[1]
     print(
         f"Graph emulator on http://{args.host}:{args.port}/v1.0 (seed={cfg.seed}, drives={cfg.drives}, "
+        f"sites={cfg.sites}, mailboxes={cfg.mailboxes}, "
         f"cap={cfg.active_cap}, clock x{cfg.clock_scale}; a session is in progress {cfg.in_progress_seconds:g} s "
         f"+ {cfg.in_progress_per_artifact_seconds:g} s per {cfg.in_progress_parallelism} artifacts)",
         file=sys.stderr,

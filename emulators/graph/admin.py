@@ -97,7 +97,10 @@ class AdminClient:
         method: str = "*",
         retry_after: float | None = None,
         message: str | None = None,
+        workload: str | None = None,
     ) -> dict[str, Any]:
+        """Fail the next `count` matching calls; `workload` ("oneDrive", "sharePoint", "exchange") narrows the
+        match to one workload's routes and sessions."""
         return self._call(
             "POST",
             "/faults/fail-next",
@@ -110,11 +113,18 @@ class AdminClient:
                 "method": method,
                 "retryAfter": retry_after,
                 "message": message,
+                "workload": workload,
             },
         )
 
     def lose_next_answer(
-        self, count: int = 1, *, operation: str | None = None, path: str | None = None, method: str = "*"
+        self,
+        count: int = 1,
+        *,
+        operation: str | None = None,
+        path: str | None = None,
+        method: str = "*",
+        workload: str | None = None,
     ) -> dict[str, Any]:
         """The next `count` matching calls take effect, and the connection closes before their answer."""
         rule: dict[str, Any] = {"name": f"lose-answer-{operation or path}", "method": method,
@@ -123,6 +133,8 @@ class AdminClient:
             rule["operation"] = operation
         if path:
             rule["path"] = path
+        if workload:
+            rule["workload"] = workload
         return self._call("POST", "/faults", {"rules": [rule]})
 
     def clear_faults(self) -> dict[str, Any]:
@@ -138,8 +150,8 @@ class AdminClient:
     def expire_restore_points(self, ids: list[str]) -> dict[str, Any]:
         return self._call("POST", "/restore-points/expire", {"ids": ids})
 
-    def seed_sessions(self, count: int, artifacts: int = 1) -> dict[str, Any]:
-        return self._call("POST", "/seed-sessions", {"count": count, "artifacts": artifacts})
+    def seed_sessions(self, count: int, artifacts: int = 1, workload: str = "oneDrive") -> dict[str, Any]:
+        return self._call("POST", "/seed-sessions", {"count": count, "artifacts": artifacts, "workload": workload})
 
     # call log
     def calls(self, since: int = 0) -> list[dict[str, Any]]:

@@ -1,4 +1,8 @@
-"""The aiohttp application: Graph routes under /v1.0 and /beta, and the admin surface under /_emulator."""
+"""The aiohttp application: Graph routes under /v1.0 and /beta, and the admin surface under /_emulator.
+
+The restore routes of the three workloads are generated from their descriptions (workloads.py) and share one
+set of handlers; every route goes through the same wrapper (faults, throttling, auth, call log).
+"""
 
 from __future__ import annotations
 
@@ -17,10 +21,11 @@ from aiohttp import web
 from . import auth
 from .auth import Principal, TokenCache, TokenError
 from .clock import Clock, iso, parse_iso
-from .config import EmulatorConfig
+from .config import EXCHANGE, ONEDRIVE, SHAREPOINT, EmulatorConfig
 from .errors import GraphError, bad_request, is_guid
-from .seed import Drive, Tenant
-from .state import EmulatorState, decode_token, encode_token, time_period
+from .seed import Mailbox, Site, Tenant, Unit
+from .state import Artifact, EmulatorState, Session, decode_token, encode_token, time_period
+from .workloads import SPECS, Workload
 
 PREFIXES = ("/v1.0", "/beta")
 R = "/solutions/backupRestore"
@@ -40,6 +45,12 @@ class Ctx:
     principal: Principal
     base: str  # e.g. http://127.0.0.1:8765/v1.0
     body: Any = None
+    workload: str | None = None  # the route's workload (None: a generic route such as restoreSessions/{id})
+
+    @property
+    def spec(self) -> Workload:
+        assert self.workload is not None
+        return SPECS[self.workload]
 
     @property
     def identity(self) -> dict[str, Any]:
@@ -118,6 +129,7 @@ class GraphEmulatorApp:
         crid: str,
         t0: float,
         fault: str,
+        workload: str | None = None,
     ) -> None:
         self.call_seq += 1
         self.calls.append(
@@ -136,10 +148,26 @@ class GraphEmulatorApp:
                 "clientRequestId": crid,
                 "durationMs": round((time.perf_counter() - t0) * 1000, 3),
                 "fault": fault,
+                "workload": workload,
             }
         )
 
-    def _wrap(self, op: str, perm: frozenset[str], fn: Handler, *, has_body: bool) -> Callable[..., Any]:
+    def _workload_of(self, request: web.Request) -> str | None:
+        """The workload of the session or browse session a generic route names (for faults and the call log)."""
+        info = request.match_info
+        sid = info.get("sid")
+        if sid is not None:
+            session = self.state.sessions.get(sid.lower())
+            return session.workload if session is not None else None
+        bsid = info.get("bsid")
+        if bsid is not None:
+            browse = self.state.browse_sessions.get(bsid)
+            return browse.workload if browse is not None else None
+        return None
+
+    def _wrap(
+        self, op: str, perm: frozenset[str], fn: Handler, *, has_body: bool, workload: str | None = None
+    ) -> Callable[..., Any]:
         faults = self.state_faults
         tokens = self.tokens
 
@@ -150,17 +178,19 @@ class GraphEmulatorApp:
             req_bytes = 0
             fault_name = ""
             inj = None
+            wl = workload or self._workload_of(request)
             try:
-                inj = faults().decide(request.method, _subpath(request.path), op)
+                inj = faults().decide(request.method, _subpath(request.path), op, wl)
                 if inj is not None:
-                    fault_name = inj.rule or "fault"
+                    # the rule that decided the answer; "fault" for added latency only; "" if nothing happened
+                    fault_name = inj.rule or ("fault" if inj.delay else "")
                     if inj.delay:
                         await asyncio.sleep(inj.delay)
                     if inj.drop:
                         transport = request.transport
                         if transport is not None:
                             transport.abort()
-                        self._log(request, op, 0, 0, 0, rid, crid, t0, fault_name)
+                        self._log(request, op, 0, 0, 0, rid, crid, t0, fault_name, wl)
                         # The connection is gone; aiohttp discards whatever is returned here.
                         return web.Response(status=503)
                     if inj.status:
@@ -196,7 +226,7 @@ class GraphEmulatorApp:
                 now = self.clock.now()
                 self.state.settle(now)
                 prefix = "/beta" if request.path.startswith("/beta") else "/v1.0"
-                ctx = Ctx(request, now, principal, f"{request.scheme}://{request.host}{prefix}", body)
+                ctx = Ctx(request, now, principal, f"{request.scheme}://{request.host}{prefix}", body, workload)
                 status, payload = fn(ctx)
                 headers = {"request-id": rid, "client-request-id": crid}
                 if payload is None:
@@ -211,9 +241,9 @@ class GraphEmulatorApp:
                 transport = request.transport
                 if transport is not None:
                     transport.abort()
-                self._log(request, op, 0, req_bytes, 0, rid, crid, t0, fault_name)
+                self._log(request, op, 0, req_bytes, 0, rid, crid, t0, fault_name, wl)
                 return resp
-            self._log(request, op, resp.status, req_bytes, resp.content_length or 0, rid, crid, t0, fault_name)
+            self._log(request, op, resp.status, req_bytes, resp.content_length or 0, rid, crid, t0, fault_name, wl)
             return resp
 
         return handler
@@ -221,8 +251,10 @@ class GraphEmulatorApp:
     def state_faults(self) -> Any:
         return self.state.faults
 
-    def _route(self, method: str, path: str, op: str, perm: frozenset[str], fn: Handler) -> None:
-        handler = self._wrap(op, perm, fn, has_body=method in ("POST", "PATCH", "PUT"))
+    def _route(
+        self, method: str, path: str, op: str, perm: frozenset[str], fn: Handler, workload: str | None = None
+    ) -> None:
+        handler = self._wrap(op, perm, fn, has_body=method in ("POST", "PATCH", "PUT"), workload=workload)
         for prefix in PREFIXES:
             self.app.router.add_route(method, prefix + path, handler)
 
@@ -230,60 +262,69 @@ class GraphEmulatorApp:
     def _register_graph_routes(self) -> None:
         W, RD, S, C = auth.WRITE, auth.READ, auth.SEARCH, auth.CONFIG
         r = self._route
-        r("POST", ODB, "createRestoreSession", W, self.create_session)
-        r("GET", ODB, "listRestoreSessions", RD, self.list_sessions)
-        r("GET", ODB + "/{sid}", "getRestoreSession", RD, self.get_session)
-        r("PATCH", ODB + "/{sid}", "updateRestoreSession", W, self.patch_session)
-        r("DELETE", ODB + "/{sid}", "deleteRestoreSession", W, self.delete_session)
-        r("POST", ODB + "/{sid}/activate", "activateRestoreSession", W, self.activate)
+        for spec in SPECS.values():
+            wl = spec.name
+            base = f"{R}/{spec.sessions}"
+            r("POST", base, "createRestoreSession", W, self.create_session, wl)
+            r("GET", base, "listRestoreSessions", RD, self.list_sessions, wl)
+            r("GET", base + "/{sid}", "getRestoreSession", RD, self.get_session, wl)
+            r("PATCH", base + "/{sid}", "updateRestoreSession", W, self.patch_session, wl)
+            r("DELETE", base + "/{sid}", "deleteRestoreSession", W, self.delete_session, wl)
+            r("POST", base + "/{sid}/activate", "activateRestoreSession", W, self.activate, wl)
+            arts = f"{base}/{{sid}}/{spec.artifacts}"
+            r("GET", arts, f"list{spec.artifact_op}s", RD, self.list_artifacts, wl)
+            r("GET", arts + "/{aid}", f"get{spec.artifact_op}", RD, self.get_artifact, wl)
+            if spec.granular:
+                granular = f"{base}/{{sid}}/{spec.granular}"
+                r("GET", granular, f"list{spec.granular_op}s", RD, self.list_granular, wl)
+                r("GET", granular + "/{aid}", f"get{spec.granular_op}", RD, self.get_granular, wl)
+            bulk = f"{base}/{{sid}}/{spec.bulk}"
+            r("POST", bulk, "createBulkAdditionRequest", W, self.create_bulk, wl)
+            r("GET", bulk, "listBulkAdditionRequests", RD, self.list_bulk, wl)
+            r("GET", bulk + "/{bid}", "getBulkAdditionRequest", RD, self.get_bulk, wl)
+            r("DELETE", bulk + "/{bid}", "deleteBulkAdditionRequest", W, self.delete_bulk, wl)
         r("GET", R + "/restoreSessions", "listRestoreSessions", RD, self.list_sessions)
         r("GET", R + "/restoreSessions/{sid}", "getRestoreSession", RD, self.get_session)
         r("DELETE", R + "/restoreSessions/{sid}", "deleteRestoreSession", W, self.delete_session)
         r("POST", R + "/restoreSessions/{sid}/activate", "activateRestoreSession", W, self.activate)
-        r("GET", ODB + "/{sid}/driveRestoreArtifacts", "listDriveRestoreArtifacts", RD, self.list_artifacts)
-        r("GET", ODB + "/{sid}/driveRestoreArtifacts/{aid}", "getDriveRestoreArtifact", RD, self.get_artifact)
-        r(
-            "GET",
-            ODB + "/{sid}/granularDriveRestoreArtifacts",
-            "listGranularDriveRestoreArtifacts",
-            RD,
-            self.list_granular,
-        )
-        bulk = ODB + "/{sid}/driveRestoreArtifactsBulkAdditionRequests"
-        r("POST", bulk, "createBulkAdditionRequest", W, self.create_bulk)
-        r("GET", bulk, "listBulkAdditionRequests", RD, self.list_bulk)
-        r("GET", bulk + "/{bid}", "getBulkAdditionRequest", RD, self.get_bulk)
-        r("DELETE", bulk + "/{bid}", "deleteBulkAdditionRequest", W, self.delete_bulk)
         r("POST", R + "/restorePoints/search", "searchRestorePoints", S, self.search)
         r("POST", R + "/restorePoints/microsoft.graph.search", "searchRestorePoints", S, self.search)
         r("GET", R + "/restorePoints", "listRestorePoints", RD, self.list_points)
         r("GET", R + "/restorePoints/{rpid}", "getRestorePoint", RD, self.get_point)
-        r("GET", R + "/driveProtectionUnits", "listDriveProtectionUnits", C, self.list_units)
-        r("GET", R + "/driveProtectionUnits/{puid}", "getDriveProtectionUnit", C, self.get_unit)
+        for spec in SPECS.values():
+            unit_op = spec.units[0].upper() + spec.units[1:]  # DriveProtectionUnits
+            r("GET", f"{R}/{spec.units}", f"list{unit_op}", C, self.list_units, spec.name)
+            r("GET", f"{R}/{spec.units}/{{puid}}", f"get{unit_op[:-1]}", C, self.get_unit, spec.name)
+            cast = f"{R}/protectionUnits/microsoft.graph.{spec.unit_type.rsplit('.', 1)[1]}"
+            r("GET", cast, f"list{unit_op}", C, self.list_units, spec.name)
         r("GET", R + "/protectionUnits", "listProtectionUnits", C, self.list_units)
-        r(
-            "GET",
-            R + "/protectionUnits/microsoft.graph.driveProtectionUnit",
-            "listDriveProtectionUnits",
-            C,
-            self.list_units,
-        )
         r("GET", R + "/protectionUnits/{puid}", "getProtectionUnit", C, self.get_unit)
-        pol = R + "/oneDriveForBusinessProtectionPolicies"
-        r("GET", pol, "listProtectionPolicies", C, self.list_policies)
-        r("GET", pol + "/{pid}", "getProtectionPolicy", C, self.get_policy)
-        r("GET", pol + "/{pid}/driveProtectionUnits", "listDriveProtectionUnits", C, self.list_policy_units)
+        for spec in SPECS.values():
+            pol = f"{R}/{spec.policies}"
+            unit_op = spec.units[0].upper() + spec.units[1:]
+            r("GET", pol, "listProtectionPolicies", C, self.list_policies, spec.name)
+            r("GET", pol + "/{pid}", "getProtectionPolicy", C, self.get_policy, spec.name)
+            r("GET", f"{pol}/{{pid}}/{spec.policy_units}", f"list{unit_op}", C, self.list_policy_units, spec.name)
         r("GET", R + "/protectionPolicies", "listProtectionPolicies", C, self.list_policies)
         r("GET", R + "/protectionPolicies/{pid}", "getProtectionPolicy", C, self.get_policy)
-        r("POST", BS, "createBrowseSession", W, self.create_browse_session)
-        r("GET", BS, "listBrowseSessions", RD, self.list_browse_sessions)
-        r("GET", BS + "/{bsid}", "getBrowseSession", RD, self.get_browse_session)
+        for spec in SPECS.values():
+            if not spec.browse_sessions:
+                continue
+            bs = f"{R}/{spec.browse_sessions}"
+            r("POST", bs, "createBrowseSession", W, self.create_browse_session, spec.name)
+            r("GET", bs, "listBrowseSessions", RD, self.list_browse_sessions, spec.name)
+            r("GET", bs + "/{bsid}", "getBrowseSession", RD, self.get_browse_session, spec.name)
+            self._browse_routes(bs, spec.name)
         r("GET", R + "/browseSessions", "listBrowseSessions", RD, self.list_browse_sessions)
         r("GET", R + "/browseSessions/{bsid}", "getBrowseSession", RD, self.get_browse_session)
-        for base in (BS, R + "/browseSessions"):
-            r("POST", base + "/{bsid}/browse", "browse", W, self.browse)
-            r("GET", base + "/{bsid}/browse", "browse", W, self.browse)
-            r("GET", base + "/{bsid}/browse(nextFetchToken='{token}')", "browse", W, self.browse)
+        self._browse_routes(R + "/browseSessions", None)
+
+    def _browse_routes(self, base: str, workload: str | None) -> None:
+        # Docs: POST .../browse and GET .../browse?$skiptoken=; SDK: GET .../browse(nextFetchToken='...').
+        W = auth.WRITE
+        self._route("POST", base + "/{bsid}/browse", "browse", W, self.browse, workload)
+        self._route("GET", base + "/{bsid}/browse", "browse", W, self.browse, workload)
+        self._route("GET", base + "/{bsid}/browse(nextFetchToken='{token}')", "browse", W, self.browse, workload)
 
     # ---- helpers -----------------------------------------------------------------------------------------------
     def _top(self, ctx: Ctx, default: int | None = None) -> int:
@@ -324,99 +365,115 @@ class GraphEmulatorApp:
         body["value"] = items
         return 200, body
 
+    def _page(self, ctx: Ctx, items: list[Any]) -> tuple[list[Any], int | None]:
+        offset, top = self._skip(ctx), self._top(ctx)
+        nxt = offset + top if offset + top < len(items) else None
+        return items[offset : offset + top], nxt
+
     # ---- restore sessions --------------------------------------------------------------------------------------
     def _session_entity(self, ctx: Ctx, s: Any, context: str) -> dict[str, Any]:
         body = {"@odata.context": f"{ctx.base}/$metadata#{context}"}
         body.update(self.state.session_json(s, ctx.now, ctx.include_unknown))
         return body
 
+    @staticmethod
+    def _sessions_name(ctx: Ctx) -> str:
+        return "restoreSessions" if ctx.workload is None else ctx.spec.sessions
+
     def create_session(self, ctx: Ctx) -> Result:
-        s = self.state.create_session(ctx.body, ctx.identity, ctx.now)
-        return 201, self._session_entity(ctx, s, "solutions/backupRestore/oneDriveForBusinessRestoreSessions/$entity")
+        s = self.state.create_session(ctx.body, ctx.identity, ctx.now, ctx.spec.name)
+        return 201, self._session_entity(ctx, s, f"solutions/backupRestore/{ctx.spec.sessions}/$entity")
 
     def list_sessions(self, ctx: Ctx) -> Result:
         offset, top = self._skip(ctx), self._top(ctx)
-        sessions, nxt = self.state.page_sessions(offset, top)
+        sessions, nxt = self.state.page_sessions(offset, top, ctx.workload)
         status_filter = _eq_filter(ctx.request.query.get("$filter"), "status")
         inc = ctx.include_unknown
         items = [self.state.session_json(s, ctx.now, inc) for s in sessions]
         if status_filter is not None:
             items = [i for i in items if i["status"] == status_filter]
-        path = _subpath(ctx.request.path)
-        name = "restoreSessions" if path.endswith("/restoreSessions") else "oneDriveForBusinessRestoreSessions"
-        return self._collection(ctx, f"solutions/backupRestore/{name}", items, nxt)
+        return self._collection(ctx, f"solutions/backupRestore/{self._sessions_name(ctx)}", items, nxt)
 
     def get_session(self, ctx: Ctx) -> Result:
-        s = self.state.get_session(ctx.match("sid"))
-        path = _subpath(ctx.request.path)
-        name = "restoreSessions" if "/restoreSessions/" in path else "oneDriveForBusinessRestoreSessions"
-        return 200, self._session_entity(ctx, s, f"solutions/backupRestore/{name}/$entity")
+        s = self.state.get_session(ctx.match("sid"), ctx.workload)
+        return 200, self._session_entity(ctx, s, f"solutions/backupRestore/{self._sessions_name(ctx)}/$entity")
 
     def patch_session(self, ctx: Ctx) -> Result:
         sid = ctx.match("sid")
-        body = self.state.patch_session(sid, ctx.body, ctx.identity, ctx.now)
+        body = self.state.patch_session(sid, ctx.body, ctx.identity, ctx.now, ctx.spec.name)
         return 200, body
 
     def delete_session(self, ctx: Ctx) -> Result:
-        self.state.delete_session(ctx.match("sid"))
+        self.state.delete_session(ctx.match("sid"), ctx.workload)
         return 204, None
 
     def activate(self, ctx: Ctx) -> Result:
-        s = self.state.activate(ctx.match("sid"), ctx.identity, ctx.now)
+        s = self.state.activate(ctx.match("sid"), ctx.identity, ctx.now, ctx.workload)
         return 200, self._session_entity(ctx, s, "microsoft.graph.restoreSessionBase")
 
+    def _artifacts_of(self, ctx: Ctx, kind: str) -> tuple[Session, list[Artifact]]:
+        s = self.state.get_session(ctx.match("sid"), ctx.workload)
+        return s, [a for a in s.artifacts.values() if a.kind == kind]
+
     def list_artifacts(self, ctx: Ctx) -> Result:
-        s = self.state.get_session(ctx.match("sid"))
-        offset, top = self._skip(ctx), self._top(ctx)
+        s, arts = self._artifacts_of(ctx, "unit")
         status_filter = _eq_filter(ctx.request.query.get("$filter"), "status")
-        arts = [a for a in s.artifacts.values() if a.kind == "drive"]
         if status_filter is not None:
             arts = [a for a in arts if a.status(ctx.now) == status_filter]
-        page = arts[offset : offset + top]
-        nxt = offset + top if offset + top < len(arts) else None
+        page, nxt = self._page(ctx, arts)
         items = [self.state.artifact_json(a, ctx.now) for a in page]
-        ctx_name = f"solutions/backupRestore/oneDriveForBusinessRestoreSessions('{s.id}')/driveRestoreArtifacts"
-        return self._collection(ctx, ctx_name, items, nxt)
+        spec = ctx.spec
+        return self._collection(ctx, f"solutions/backupRestore/{spec.sessions}('{s.id}')/{spec.artifacts}", items, nxt)
 
     def get_artifact(self, ctx: Ctx) -> Result:
-        s = self.state.get_session(ctx.match("sid"))
-        art = s.artifacts.get(ctx.match("aid"))
-        if art is None or art.kind != "drive":
-            raise GraphError(404, "ArtifactNotFound", f"Restore artifact '{ctx.match('aid')}' was not found.")
-        body = {"@odata.context": f"{ctx.base}/$metadata#driveRestoreArtifact/$entity"}
+        s = self.state.get_session(ctx.match("sid"), ctx.workload)
+        aid = ctx.match("aid")
+        art = s.artifacts.get(aid)
+        if art is None or art.kind != "unit":
+            raise GraphError(404, "ArtifactNotFound", f"Restore artifact '{aid}' was not found.")
+        body = {"@odata.context": f"{ctx.base}/$metadata#{ctx.spec.artifacts[:-1]}/$entity"}
         body.update(self.state.artifact_json(art, ctx.now))
         return 200, body
 
     def list_granular(self, ctx: Ctx) -> Result:
-        s = self.state.get_session(ctx.match("sid"))
-        offset, top = self._skip(ctx), self._top(ctx)
-        arts = [a for a in s.artifacts.values() if a.kind == "granular"]
-        page = arts[offset : offset + top]
-        nxt = offset + top if offset + top < len(arts) else None
+        s, arts = self._artifacts_of(ctx, "granular")
+        page, nxt = self._page(ctx, arts)
         items = [self.state.artifact_json(a, ctx.now) for a in page]
-        ctx_name = f"solutions/backupRestore/oneDriveForBusinessRestoreSessions('{s.id}')/granularDriveRestoreArtifacts"
-        return self._collection(ctx, ctx_name, items, nxt)
+        spec = ctx.spec
+        return self._collection(ctx, f"solutions/backupRestore/{spec.sessions}('{s.id}')/{spec.granular}", items, nxt)
+
+    def get_granular(self, ctx: Ctx) -> Result:
+        # A granular artifact's id is its item key (Graph's examples), so it is found by that.
+        _, arts = self._artifacts_of(ctx, "granular")
+        aid = ctx.match("aid")
+        art = next((a for a in arts if a.item_key == aid), None)
+        if art is None:
+            raise GraphError(404, "ArtifactNotFound", f"Restore artifact '{aid}' was not found.")
+        assert ctx.spec.granular is not None
+        body = {"@odata.context": f"{ctx.base}/$metadata#{ctx.spec.granular[:-1]}/$entity"}
+        body.update(self.state.artifact_json(art, ctx.now))
+        return 200, body
 
     # ---- bulk ----------------------------------------------------------------------------------------------------
     def create_bulk(self, ctx: Ctx) -> Result:
-        b = self.state.create_bulk(ctx.match("sid"), ctx.body, ctx.identity, ctx.now)
-        body = {"@odata.context": f"{ctx.base}/$metadata#driveRestoreArtifactsBulkAdditionRequest/$entity"}
+        b = self.state.create_bulk(ctx.match("sid"), ctx.body, ctx.identity, ctx.now, ctx.spec.name)
+        body = {"@odata.context": f"{ctx.base}/$metadata#{ctx.spec.bulk[:-1]}/$entity"}
         body.update(self.state.bulk_json(b))
         return 201, body
 
     def list_bulk(self, ctx: Ctx) -> Result:
-        s = self.state.get_session(ctx.match("sid"))
+        s = self.state.get_session(ctx.match("sid"), ctx.workload)
         items = [self.state.bulk_json(b) for b in s.bulk.values()]
-        return self._collection(ctx, "driveRestoreArtifactsBulkAdditionRequests", items, None)
+        return self._collection(ctx, ctx.spec.bulk, items, None)
 
     def get_bulk(self, ctx: Ctx) -> Result:
-        b = self.state.get_bulk(ctx.match("sid"), ctx.match("bid"))
-        body = {"@odata.context": f"{ctx.base}/$metadata#driveRestoreArtifactsBulkAdditionRequest/$entity"}
+        b = self.state.get_bulk(ctx.match("sid"), ctx.match("bid"), ctx.spec.name)
+        body = {"@odata.context": f"{ctx.base}/$metadata#{ctx.spec.bulk[:-1]}/$entity"}
         body.update(self.state.bulk_json(b))
         return 200, body
 
     def delete_bulk(self, ctx: Ctx) -> Result:
-        self.state.delete_bulk(ctx.match("sid"), ctx.match("bid"))
+        self.state.delete_bulk(ctx.match("sid"), ctx.match("bid"), ctx.spec.name)
         return 204, None
 
     # ---- restore points --------------------------------------------------------------------------------------------
@@ -440,20 +497,21 @@ class GraphEmulatorApp:
         if tags not in ("none", "fastRestore"):
             raise bad_request("InvalidSearchRequest", f"tags '{tags}' is not valid.")
         if body.get("artifactQuery") is not None:
+            # Guess: artifact queries (Exchange messages, for granular mailbox restores) aren't emulated.
             raise bad_request("InvalidSearchRequest", "artifactQuery is supported for Exchange (message) only.")
         tenant = self.state.tenant
         results = []
         none_ids = []
         for puid in ids:
-            drive = tenant.by_id.get(puid.lower())
+            unit = tenant.units_by_id.get(puid.lower())
             # Guess: unknown (but well-formed) protection unit ids are reported in noResultProtectionUnitIds.
-            if drive is None and not is_guid(puid):
+            if unit is None and not is_guid(puid):
                 raise bad_request("InvalidProtectionUnitId", f"The protection unit id '{puid}' is not valid.")
             ref = (
                 tenant.pick_point(
-                    drive, start, end, latest=pref == "latest", fast_only=tags == "fastRestore", now=ctx.now
+                    unit, start, end, latest=pref == "latest", fast_only=tags == "fastRestore", now=ctx.now
                 )
-                if drive is not None
+                if unit is not None
                 else None
             )
             if ref is None:
@@ -483,36 +541,40 @@ class GraphEmulatorApp:
         if m2:
             unit_id = m2.group(1)
         bounds = _time_filter(flt)
-        drive_filter: Drive | None = None
+        # Every unit in one order (drives, then sites, then mailboxes): a page token is (position, slot).
+        units = tenant.all_units()
+        first, last = 0, len(units) - 1
         if unit_id is not None:
-            drive_filter = tenant.by_id.get(unit_id.lower())
-            if drive_filter is None:
+            unit = tenant.units_by_id.get(unit_id.lower())
+            if unit is None:
                 raise bad_request("InvalidProtectionUnitId", f"The protection unit id '{unit_id}' is not valid.")
+            first = last = _position(tenant, unit)
         top = self._top(ctx)
         raw = q.get("$skiptoken")
-        d_idx, slot = (drive_filter.index if drive_filter else 0), 0
+        pos, slot = first, 0
         if raw:
             parts = decode_token(raw, 3)
             if parts[0] != "rp":
                 raise bad_request("BadRequest", "The $skiptoken is not valid.")
-            d_idx, slot = int(parts[1]), int(parts[2])
+            pos, slot = int(parts[1]), int(parts[2])
         items: list[dict[str, Any]] = []
         nxt: tuple[int, int] | None = None
-        last_drive = drive_filter.index if drive_filter else tenant.drive_count - 1
-        while d_idx <= last_drive and nxt is None:
-            drive = tenant.drives[d_idx]
-            if drive.protected:
-                lo, hi = tenant.slot_range(bounds[0], bounds[1], start_exclusive=bounds[2], end_exclusive=bounds[3])
+        while pos <= last and nxt is None:
+            unit = units[pos]
+            if unit.protected:
+                lo, hi = tenant.schedule(unit).slot_range(
+                    bounds[0], bounds[1], start_exclusive=bounds[2], end_exclusive=bounds[3]
+                )
                 k = max(slot, lo)
                 while k < hi:
                     if len(items) >= top:
-                        nxt = (d_idx, k)
+                        nxt = (pos, k)
                         break
-                    ref = tenant.point(d_idx, k)
+                    ref = tenant.unit_point(unit, k)
                     k += 1
                     if not tenant.is_expired(ref, ctx.now):
                         items.append(tenant.point_json(ref, expand_unit=True))
-            d_idx += 1
+            pos += 1
             slot = 0
         body: dict[str, Any] = {"@odata.context": f"{ctx.base}/$metadata#solutions/backupRestore/restorePoints"}
         if nxt is not None:
@@ -534,75 +596,72 @@ class GraphEmulatorApp:
         return 200, body
 
     # ---- protection units and policies ---------------------------------------------------------------------------
-    def _units_page(self, ctx: Ctx, context: str) -> Result:
+    def _units_page(self, ctx: Ctx, context: str, workload: str | None) -> Result:
         tenant = self.state.tenant
-        offset, top = self._skip(ctx), self._top(ctx)
-        drives: list[Drive] | None = None
         flt = ctx.request.query.get("$filter")
+        source: list[Any] = tenant.units(workload) if workload is not None else tenant.all_units()
         if flt:
-            drives = _unit_filter(tenant, flt)
-        source = drives if drives is not None else tenant.drives
-        page = source[offset : offset + top]
-        nxt = offset + top if offset + top < len(source) else None
-        return self._collection(ctx, context, [tenant.drive_json(d) for d in page], nxt)
+            source = _unit_filter(tenant, flt, workload)
+        page, nxt = self._page(ctx, source)
+        return self._collection(ctx, context, [tenant.unit_json(u) for u in page], nxt)
 
     def list_units(self, ctx: Ctx) -> Result:
-        return self._units_page(ctx, "solutions/backupRestore/driveProtectionUnits")
+        name = ctx.spec.units if ctx.workload is not None else "protectionUnits"
+        return self._units_page(ctx, f"solutions/backupRestore/{name}", ctx.workload)
 
     def get_unit(self, ctx: Ctx) -> Result:
         puid = ctx.match("puid")
         if not is_guid(puid):
             raise bad_request("InvalidProtectionUnitId", f"The protection unit id '{puid}' is not valid.")
-        drive = self.state.tenant.by_id.get(puid.lower())
-        if drive is None:
+        unit = self.state.tenant.units_by_id.get(puid.lower())
+        if unit is None or (ctx.workload is not None and unit.workload != ctx.workload):
             raise GraphError(404, "ProtectionUnitNotFound", f"Protection unit '{puid}' was not found.")
         body = {"@odata.context": f"{ctx.base}/$metadata#solutions/backupRestore/protectionUnits/$entity"}
-        body.update(self.state.tenant.drive_json(drive))
+        body.update(self.state.tenant.unit_json(unit))
         return 200, body
 
-    def _policy(self, pid: str) -> None:
+    def _policy(self, pid: str, workload: str | None) -> str:
+        """The workload whose protection policy `pid` is (a typed collection must match)."""
         if not is_guid(pid):
             raise bad_request("InvalidPolicyId", f"The policy id '{pid}' is not valid.")
-        if pid.lower() != self.state.tenant.policy_id:
-            raise GraphError(404, "PolicyNotFound", f"Protection policy '{pid}' was not found.")
+        for name, policy_id in self.state.tenant.policy_ids.items():
+            if policy_id == pid.lower() and workload in (None, name):
+                return name
+        raise GraphError(404, "PolicyNotFound", f"Protection policy '{pid}' was not found.")
 
     def list_policies(self, ctx: Ctx) -> Result:
-        return self._collection(
-            ctx,
-            "solutions/backupRestore/oneDriveForBusinessProtectionPolicies",
-            [self.state.tenant.policy_json()],
-            None,
-        )
+        tenant = self.state.tenant
+        if ctx.workload is not None:
+            name, items = ctx.spec.policies, [tenant.policy_json(ctx.workload)]
+        else:
+            name, items = "protectionPolicies", [tenant.policy_json(w) for w in SPECS]
+        return self._collection(ctx, f"solutions/backupRestore/{name}", items, None)
 
     def get_policy(self, ctx: Ctx) -> Result:
-        self._policy(ctx.match("pid"))
+        workload = self._policy(ctx.match("pid"), ctx.workload)
         body = {"@odata.context": f"{ctx.base}/$metadata#solutions/backupRestore/protectionPolicies/$entity"}
-        body.update(self.state.tenant.policy_json())
+        body.update(self.state.tenant.policy_json(workload))
         return 200, body
 
     def list_policy_units(self, ctx: Ctx) -> Result:
-        self._policy(ctx.match("pid"))
-        return self._units_page(ctx, "driveProtectionUnits")
+        self._policy(ctx.match("pid"), ctx.workload)
+        return self._units_page(ctx, ctx.spec.policy_units, ctx.workload)
 
     # ---- browse ------------------------------------------------------------------------------------------------
     def create_browse_session(self, ctx: Ctx) -> Result:
-        bs = self.state.create_browse_session(ctx.body, ctx.identity, ctx.now)
-        body = {
-            "@odata.context": f"{ctx.base}/$metadata#solutions/backupRestore/oneDriveForBusinessBrowseSessions/$entity"
-        }
+        bs = self.state.create_browse_session(ctx.body, ctx.identity, ctx.now, ctx.spec.name)
+        body = {"@odata.context": f"{ctx.base}/$metadata#solutions/backupRestore/{ctx.spec.browse_sessions}/$entity"}
         body.update(self.state.browse_session_json(bs, ctx.now))
         return 201, body
 
     def list_browse_sessions(self, ctx: Ctx) -> Result:
-        sessions = self.state.live_browse_sessions(ctx.now)
-        offset, top = self._skip(ctx), self._top(ctx)
-        page = sessions[offset : offset + top]
-        nxt = offset + top if offset + top < len(sessions) else None
+        sessions = self.state.live_browse_sessions(ctx.now, ctx.workload)
+        page, nxt = self._page(ctx, sessions)
         items = [self.state.browse_session_json(b, ctx.now) for b in page]
         return self._collection(ctx, "solutions/backupRestore/browseSessions", items, nxt)
 
     def get_browse_session(self, ctx: Ctx) -> Result:
-        bs = self.state.get_browse_session(ctx.match("bsid"), ctx.now)
+        bs = self.state.get_browse_session(ctx.match("bsid"), ctx.now, ctx.workload)
         body = {"@odata.context": f"{ctx.base}/$metadata#solutions/backupRestore/browseSessions/$entity"}
         body.update(self.state.browse_session_json(bs, ctx.now))
         return 200, body
@@ -639,7 +698,7 @@ class GraphEmulatorApp:
             raw_top = ctx.request.query.get("$top")
             if raw_top and raw_top.isdigit():
                 top = max(1, min(int(raw_top), cfg.max_page_size))
-        items, count, more = self.state.browse(bsid, key, name_filter, order, offset, top, ctx.now)
+        items, count, more = self.state.browse(bsid, key, name_filter, order, offset, top, ctx.now, ctx.workload)
         out: dict[str, Any] = {
             "@odata.context": f"{ctx.base}/$metadata#Collection(microsoft.graph.browseQueryResponseItem)",
             "@odata.count": count,
@@ -719,7 +778,8 @@ class GraphEmulatorApp:
 
     async def admin_patch_config(self, request: web.Request) -> web.Response:
         data = await self._json_body(request)
-        frozen = {"seed", "drives", "unprotected_fraction", "expired_points_per_drive", "start_time"}
+        frozen = {"seed", "drives", "sites", "mailboxes", "unprotected_fraction", "expired_points_per_drive",
+                  "start_time"}
         try:
             for key in data:
                 if key in frozen:
@@ -788,6 +848,7 @@ class GraphEmulatorApp:
             "method": data.get("method", "*"),
             "path": data.get("path"),
             "operation": data.get("operation"),
+            "workload": data.get("workload"),
             "failNext": {
                 "count": int(data.get("count", 1)),
                 "status": int(data.get("status", 503)),
@@ -834,55 +895,91 @@ class GraphEmulatorApp:
         return self._ok({"calls": [], "lastSeq": self.call_seq})
 
     async def admin_seed_sessions(self, request: web.Request) -> web.Response:
-        """Create draft sessions directly (for benchmarks): {"count": N, "artifacts": k}."""
+        """Create draft sessions directly (for benchmarks): {"count": N, "artifacts": k, "workload": "oneDrive"}."""
         data = await self._json_body(request)
         count = int(data.get("count", 1))
         per = int(data.get("artifacts", 1))
+        workload = str(data.get("workload") or ONEDRIVE)
+        if workload not in SPECS:
+            raise web.HTTPBadRequest(text=f"unknown workload {workload!r}")
         now = self.clock.now()
         tenant = self.state.tenant
-        protected = [d for d in tenant.drives if d.protected]
+        protected = [u for u in tenant.units(workload) if u.protected]
         if not protected:
-            raise web.HTTPBadRequest(text="no protected drives")
+            raise web.HTTPBadRequest(text=f"no protected {SPECS[workload].label} protection units")
         ids = []
         ident = {"application": {"id": auth.DEFAULT_APP_ID, "displayName": "emulator-seed"}}
+        key = SPECS[workload].artifacts
         for i in range(count):
             arts = [
                 {
-                    "restorePoint": {"id": tenant.point_id(protected[(i * per + j) % len(protected)].index, 1)},
+                    "restorePoint": {"id": tenant.point_id(protected[(i * per + j) % len(protected)].index, 1,
+                                                           workload)},
                     "destinationType": "new",
                 }
                 for j in range(min(per, len(protected)))
             ]
-            ids.append(self.state.create_session({"driveRestoreArtifacts": arts}, ident, now).id)
+            ids.append(self.state.create_session({key: arts}, ident, now, workload).id)
         return self._ok({"created": len(ids), "ids": ids})
 
 
 def samples(tenant: Tenant, count: int, now: float) -> dict[str, Any]:
-    protected = [d for d in tenant.drives if d.protected][:count]
-    unprotected = [d for d in tenant.drives if not d.protected][:count]
+    """Protection units and restore points of each workload, for tests and demos (admin `GET /samples`)."""
 
-    def unit(d: Drive) -> dict[str, Any]:
-        return {"id": d.id, "email": d.email, "directoryObjectId": d.directory_object_id, "webUrl": d.web_url}
+    def unit(u: Unit) -> dict[str, Any]:
+        if isinstance(u, Site):
+            return {"id": u.id, "siteId": u.site_id, "siteName": u.name, "siteWebUrl": u.web_url}
+        if isinstance(u, Mailbox):
+            return {"id": u.id, "email": u.email, "directoryObjectId": u.directory_object_id,
+                    "displayName": u.display_name}
+        return {"id": u.id, "email": u.email, "directoryObjectId": u.directory_object_id, "webUrl": u.web_url}
 
-    def point(d: Drive, slot: int) -> dict[str, Any]:
-        ref = tenant.point(d.index, slot)
+    def point(u: Unit, slot: int) -> dict[str, Any]:
+        ref = tenant.unit_point(u, slot)
         return {
             "id": ref.id,
-            "protectionUnitId": d.id,
+            "protectionUnitId": u.id,
             "protectionDateTime": iso(ref.time),
             "tags": "fastRestore" if ref.fast else "none",
             "expired": tenant.is_expired(ref, now),
         }
 
+    def expired(units: list[Any]) -> list[dict[str, Any]]:
+        if not units:
+            return []
+        schedule = tenant.schedule(units[0])
+        if len(schedule.times) <= schedule.live_slots:
+            return []
+        return [point(u, schedule.live_slots) for u in units]
+
+    drives = [d for d in tenant.drives if d.protected][:count]
+    sites = [s for s in tenant.sites if s.protected][:count]
+    mailboxes = [m for m in tenant.mailboxes if m.protected][:count]
     return {
-        "drives": [unit(d) for d in protected],
-        "unprotectedDrives": [unit(d) for d in unprotected],
-        "restorePoints": [point(d, 1) for d in protected],
-        "fastRestorePoints": [point(d, 0) for d in protected],
-        "expiredRestorePoints": [point(d, tenant.live_slots) for d in protected]
-        if len(tenant.slot_times) > tenant.live_slots
-        else [],
+        "drives": [unit(d) for d in drives],
+        "unprotectedDrives": [unit(d) for d in tenant.drives if not d.protected][:count],
+        "restorePoints": [point(d, 1) for d in drives],
+        "fastRestorePoints": [point(d, 0) for d in drives],
+        "expiredRestorePoints": expired(drives),
+        "sites": [unit(s) for s in sites],
+        "unprotectedSites": [unit(s) for s in tenant.sites if not s.protected][:count],
+        "siteRestorePoints": [point(s, 1) for s in sites],
+        "siteFastRestorePoints": [point(s, 0) for s in sites],
+        "expiredSiteRestorePoints": expired(sites),
+        "mailboxes": [unit(m) for m in mailboxes],
+        "unprotectedMailboxes": [unit(m) for m in tenant.mailboxes if not m.protected][:count],
+        "mailboxRestorePoints": [point(m, 1) for m in mailboxes],
+        "expiredMailboxRestorePoints": expired(mailboxes),
     }
+
+
+def _position(tenant: Tenant, unit: Unit) -> int:
+    """The unit's place in `Tenant.all_units()` (drives, then sites, then mailboxes)."""
+    if unit.workload == ONEDRIVE:
+        return unit.index
+    if unit.workload == SHAREPOINT:
+        return tenant.drive_count + unit.index
+    return tenant.drive_count + tenant.site_count + unit.index
 
 
 def _subpath(path: str) -> str:
@@ -926,20 +1023,34 @@ def _time_filter(flt: str) -> tuple[float | None, float | None, bool, bool]:
     return start, end, s_ex, e_ex
 
 
-def _unit_filter(tenant: Tenant, flt: str) -> list[Drive]:
-    m = re.fullmatch(r"\s*(email|directoryObjectId|id|status)\s+eq\s+'([^']*)'\s*", flt)
-    if not m:
+# `$filter` on protection units: `<property> eq '<value>'`, answered from the tenant's indexes.
+_UNIT_PROPERTIES = {
+    ONEDRIVE: ("email", "directoryObjectId", "id", "status"),
+    SHAREPOINT: ("siteWebUrl", "siteId", "id", "status"),
+    EXCHANGE: ("email", "directoryObjectId", "id", "status"),
+    None: ("id", "status"),
+}
+
+
+def _unit_filter(tenant: Tenant, flt: str, workload: str | None = ONEDRIVE) -> list[Any]:
+    m = re.fullmatch(r"\s*(\w+)\s+eq\s+'([^']*)'\s*", flt)
+    if not m or m.group(1) not in _UNIT_PROPERTIES[workload]:
         raise bad_request("BadRequest", f"Unsupported $filter '{flt}'.")
     prop, value = m.group(1), m.group(2)
-    found: Drive | None
-    if prop == "email":
-        found = tenant.by_email.get(value.lower())
-    elif prop == "directoryObjectId":
-        found = tenant.by_directory_object.get(value.lower())
-    elif prop == "id":
-        found = tenant.by_id.get(value.lower())
+    found: Unit | None
+    if prop == "status":
+        units = tenant.units(workload) if workload is not None else tenant.all_units()
+        return [u for u in units if ("protected" if u.protected else "unprotected") == value]
+    if prop == "id":
+        found = tenant.units_by_id.get(value.lower())
+        return [found] if found is not None and workload in (None, found.workload) else []
+    key = value.lower()
+    if workload == ONEDRIVE:
+        found = tenant.by_email.get(key) if prop == "email" else tenant.by_directory_object.get(key)
+    elif workload == EXCHANGE:
+        found = tenant.mailboxes_by_email.get(key) if prop == "email" else tenant.mailboxes_by_directory_object.get(key)
     else:
-        return [d for d in tenant.drives if ("protected" if d.protected else "unprotected") == value]
+        found = tenant.sites_by_url.get(key.rstrip("/")) if prop == "siteWebUrl" else tenant.sites_by_site_id.get(key)
     return [found] if found is not None else []
 
 

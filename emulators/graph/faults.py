@@ -1,4 +1,8 @@
-"""Seeded fault injection, configured per endpoint (method + path glob/regex or operation name)."""
+"""Seeded fault injection, configured per endpoint (method + path glob/regex, operation name or workload).
+
+Rules know nothing about the routes: every Graph route is wrapped the same way (see app.py), so a rule applies
+to any endpoint it matches, the OneDrive, SharePoint and Exchange ones alike.
+"""
 
 from __future__ import annotations
 
@@ -32,6 +36,8 @@ class FaultRule:
     path: str | None = None  # glob on the path after /v1.0 or /beta, e.g. "*/restoreSessions/*/activate"
     path_regex: str | None = None
     operation: str | None = None  # e.g. "activateRestoreSession"; see README for the names
+    # "oneDrive", "sharePoint" or "exchange": the workload of the route, or of the session a generic route names
+    workload: str | None = None
     latency_ms: float = 0.0
     jitter_ms: float = 0.0
     error_rate: float = 0.0
@@ -52,10 +58,12 @@ class FaultRule:
         self._regex = re.compile(pattern) if pattern else None
         self.method = (self.method or "*").upper()
 
-    def matches(self, method: str, path: str, operation: str) -> bool:
+    def matches(self, method: str, path: str, operation: str, workload: str | None = None) -> bool:
         if self.method != "*" and self.method != method:
             return False
         if self.operation and self.operation != operation:
+            return False
+        if self.workload and self.workload != workload:
             return False
         return not (self._regex is not None and not self._regex.match(path))
 
@@ -67,6 +75,7 @@ class FaultRule:
             "path": "path",
             "pathRegex": "path_regex",
             "operation": "operation",
+            "workload": "workload",
             "latencyMs": "latency_ms",
             "jitterMs": "jitter_ms",
             "errorRate": "error_rate",
@@ -94,6 +103,7 @@ class FaultRule:
             "path": self.path,
             "pathRegex": self.path_regex,
             "operation": self.operation,
+            "workload": self.workload,
             "latencyMs": self.latency_ms,
             "jitterMs": self.jitter_ms,
             "errorRate": self.error_rate,
@@ -151,12 +161,12 @@ class FaultInjector:
             "artifactFailureTargets": self.artifact_failure_targets,
         }
 
-    def decide(self, method: str, path: str, operation: str) -> FaultDecision | None:
+    def decide(self, method: str, path: str, operation: str, workload: str | None = None) -> FaultDecision | None:
         if not self.rules:
             return None
         decision: FaultDecision | None = None
         for rule in self.rules:
-            if not rule.matches(method, path, operation):
+            if not rule.matches(method, path, operation, workload):
                 continue
             rule.matched += 1
             decision = decision or FaultDecision()

@@ -1,8 +1,9 @@
-"""Restore and browse sessions: the documented rules and the lazily computed lifecycle.
+"""Restore and browse sessions: the documented rules and the lazily computed lifecycle, for every workload.
 
 Nothing here runs in the background.  Activation computes each artifact's transition times; statuses are
 derived from the clock when read, and a heap of completion times is settled before every request so the
-active-session count (for the cap) and the "drive being restored" index stay exact as the clock moves.
+active-session count (for the cap, shared by all workloads) and the "unit being restored" index stay exact as
+the clock moves.
 
 How long a session is in progress depends on its size: its workload's `SessionTiming` gives a fixed part
 and the work per artifact, done at most `parallelism` artifacts at a time (see README, "Timeline").
@@ -15,19 +16,24 @@ import heapq
 import itertools
 import random
 import re
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from .clock import iso, parse_iso
-from .config import ONEDRIVE, EmulatorConfig
+from .config import ONEDRIVE, SHAREPOINT, EmulatorConfig
 from .errors import GraphError, bad_request, is_guid
 from .faults import FaultInjector
-from .seed import BrowseTree, Drive, RestorePointRef, Tenant, hashed_uuid
+from .seed import SITES_HOST, BrowseTree, Drive, Mailbox, RestorePointRef, Site, Tenant, Unit, hashed_int, hashed_uuid
+from .workloads import ARTIFACT_KEYS, SPECS, Workload
 
 TERMINAL_ARTIFACT = ("succeeded", "failed")
 DESTINATIONS = ("new", "inPlace")
-ODB_SESSION_TYPE = "#microsoft.graph.oneDriveForBusinessRestoreSession"
+ODB_SESSION_TYPE = SPECS[ONEDRIVE].session_type
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+SITE_URL_RE = re.compile(r"^https?://[^\s/]+\.[^\s/]+(/[^\s]*)?$")
 
 ARTIFACT_ERROR_MESSAGES = {
     "ArtifactNotFound": "The artifact was not found.",
@@ -44,21 +50,24 @@ ARTIFACT_ERROR_MESSAGES = {
 class Artifact:
     id: str
     session: Session
-    drive: Drive
+    unit: Unit
     created: float
     destination: str = "new"
     point: RestorePointRef | None = None
-    kind: str = "drive"  # drive | granular
+    kind: str = "unit"  # unit (a whole drive, site or mailbox) | granular (an item of a browse session)
     browse_session_id: str = ""
     item_key: str = ""
     item_url: str = ""
+    library_url: str = ""  # granular: the web URL of the document library that holds the item
     restore_point_time: float = 0.0
     error_code: str | None = None
     t_sched: float = 0.0
     t_start: float = 0.0
     t_done: float = 0.0
     done: bool = False
-    restored: tuple[str, str, str] | None = None
+    # the restore's outputs, set at activation: a site (id, name, URL), a mailbox folder (id, name, item count)
+    # or a granular item (key, path, URL)
+    restored: tuple[Any, ...] | None = None
 
     def status(self, now: float) -> str:
         s = self.session
@@ -83,8 +92,8 @@ class BulkRequest:
     end: float | None
     preference: str
     tags: str
-    drives: list[str]
-    directory_object_ids: list[str]
+    resources: list[str]  # drives (emails), siteWebUrls or mailboxes (emails), as the workload names them
+    ids: list[str]  # directoryObjectIds (drives, mailboxes) or siteIds
     protection_unit_ids: list[str]
     created: float
     created_by: dict[str, Any]
@@ -105,7 +114,7 @@ class Session:
     destination: str | None = None
     workload: str = ONEDRIVE
     artifacts: dict[str, Artifact] = field(default_factory=dict)
-    drive_indices: set[int] = field(default_factory=set)
+    unit_indices: set[int] = field(default_factory=set)  # the protection units (of the session's workload) in it
     point_ids: set[str] = field(default_factory=set)
     bulk: dict[str, BulkRequest] = field(default_factory=dict)
     activated_at: float | None = None
@@ -137,6 +146,7 @@ class BrowseSession:
     ready_at: float
     expires_at: float
     created_by: dict[str, Any]
+    workload: str = ONEDRIVE
     tree: BrowseTree | None = None
 
     def status(self, now: float) -> str:
@@ -145,6 +155,11 @@ class BrowseSession:
 
 def session_error_not_found(sid: str) -> GraphError:
     return GraphError(404, "RestoreSessionNotFound", f"Restore session with id '{sid}' was not found.")
+
+
+def browse_session_not_found(bid: str) -> GraphError:
+    # Guess: an expired (deleted) browse session answers 404 BrowseSessionNotFound for GET and browse.
+    return GraphError(404, "BrowseSessionNotFound", f"Browse session with id '{bid}' was not found.")
 
 
 def encode_token(*parts: object) -> str:
@@ -163,6 +178,15 @@ def decode_token(token: str, n: int) -> list[str]:
     return parts
 
 
+def _wrong_workload(pid: str, wanted: Workload, actual: str) -> GraphError:
+    # A restore point of another workload is refused like any invalid restore point (400 InvalidRestorePoint).
+    return bad_request(
+        "InvalidRestorePoint",
+        f"The restore point '{pid}' is not valid for a {wanted.label} restore: it belongs to a "
+        f"{SPECS[actual].label} protection unit.",
+    )
+
+
 class EmulatorState:
     def __init__(self, config: EmulatorConfig, now: float) -> None:
         self.config = config
@@ -172,6 +196,8 @@ class EmulatorState:
             anchor=now if config.start_time is None else config.start_time,
             unprotected_fraction=config.unprotected_fraction,
             expired_per_drive=config.expired_points_per_drive,
+            site_count=config.sites,
+            mailbox_count=config.mailboxes,
         )
         self.faults = FaultInjector(config.seed)
         self.rng = random.Random(f"state:{config.seed}")
@@ -180,7 +206,8 @@ class EmulatorState:
         self.browse_sessions: dict[str, BrowseSession] = {}
         self.browse_order: list[BrowseSession] = []
         self.bulk_index: dict[str, BulkRequest] = {}
-        self.restoring: dict[int, Artifact] = {}  # drive index -> the artifact restoring it now
+        # (workload, unit index) -> the artifact restoring that drive, site or mailbox now
+        self.restoring: dict[tuple[str, int], Artifact] = {}
         self.events: list[tuple[float, int, Artifact | Session]] = []
         self._event_seq = itertools.count()
         self._session_seq = itertools.count()
@@ -208,8 +235,9 @@ class EmulatorState:
                 s.failed += 1
             else:
                 s.completed += 1
-            if self.restoring.get(art.drive.index) is art:
-                del self.restoring[art.drive.index]
+            key = (s.workload, art.unit.index)
+            if self.restoring.get(key) is art:
+                del self.restoring[key]
             if s.completed + s.failed >= len(s.artifacts):
                 self._finish_session(s, t)
 
@@ -219,8 +247,10 @@ class EmulatorState:
         s.terminal_at = max(t, s.active_at)
         self.active_count -= 1
 
-    def activate(self, sid: str, principal_identity: dict[str, Any], now: float) -> Session:
-        s = self.get_session(sid)
+    def activate(
+        self, sid: str, principal_identity: dict[str, Any], now: float, workload: str | None = None
+    ) -> Session:
+        s = self.get_session(sid, workload)
         if s.activated_at is not None:
             raise GraphError(
                 403, "RestoreSessionActionNotAllowed", "Restore session can only be activated in Draft state"
@@ -229,6 +259,7 @@ class EmulatorState:
             # Guess: Graph does not document activating an empty session; refuse it like an empty create.
             raise bad_request("InvalidArtifactRequest", "The restore session has no artifacts to restore.")
         if self.active_count >= self.config.active_cap:
+            # One tenant-wide budget: the cap counts the sessions of every workload.
             self.rejected_activations += 1
             raise GraphError(
                 500,
@@ -259,32 +290,44 @@ class EmulatorState:
             art.t_sched = t_sched
             point = art.point
             code: str | None = None
+            key = (s.workload, art.unit.index)
             if point is not None and self.tenant.is_expired(point, now):
                 code = "InvalidRestoreTime"
             else:
-                owner = self.restoring.get(art.drive.index)
+                owner = self.restoring.get(key)
                 if owner is not None and owner.session is not s:
                     code = "DuplicateArtifactRestoreRequest"
             if code is not None:
                 art.error_code = code
                 art.t_start = art.t_done = t_sched
             else:
-                art.error_code = self.faults.artifact_failure(art.drive.id)
+                art.error_code = self.faults.artifact_failure(art.unit.id)
                 art.t_start = t_start
                 free_at = heapq.heappop(workers)
                 busy_until = free_at + timing.per_artifact_seconds + (self.rng.uniform(0, jitter) if jitter else 0.0)
                 heapq.heappush(workers, busy_until)
                 art.t_done = t_start + timing.fixed_seconds + busy_until
-                self.restoring.setdefault(art.drive.index, art)
-                if art.error_code is None and art.kind == "drive":
-                    art.restored = self._restored_site(art)
+                self.restoring.setdefault(key, art)
+                if art.error_code is None:
+                    art.restored = self._restored(art, now)
             heapq.heappush(self.events, (art.t_done, next(self._event_seq), art))
         if not s.artifacts:
             heapq.heappush(self.events, (s.active_at, next(self._event_seq), s))
         return s
 
+    def _restored(self, art: Artifact, now: float) -> tuple[Any, ...]:
+        if art.kind == "granular":
+            return self._restored_item(art, now)
+        unit = art.unit
+        if isinstance(unit, Drive):
+            return self._restored_site(art)
+        if isinstance(unit, Site):
+            return self._restored_team_site(art, unit)
+        return self._restored_folder(art, unit, now)
+
     def _restored_site(self, art: Artifact) -> tuple[str, str, str]:
-        d = art.drive
+        d = art.unit
+        assert isinstance(d, Drive)
         if art.destination == "inPlace":
             return d.site_id, d.display_name, d.web_url
         n = d.restore_counter
@@ -294,26 +337,68 @@ class EmulatorState:
         site_host = d.web_url.split("/personal/")[0]
         return hashed_uuid("restored-site", self.tenant.seed, d.index, n), name, f"{site_host}/sites/{name}"
 
+    def _restored_team_site(self, art: Artifact, site: Site) -> tuple[str, str, str]:
+        if art.destination == "inPlace":
+            return site.site_id, site.name, site.web_url
+        n = site.restore_counter
+        site.restore_counter += 1
+        # "the new site URL will have an 'R' followed by a number concatenated to the end" (R0, R1, ...)
+        name = f"{site.url_name}R{n}"
+        site_id = f"{site.site_id.split(',')[0]},{hashed_uuid('restored-team-site', self.tenant.seed, site.index, n)}"
+        site_id += f",{hashed_uuid('restored-team-web', self.tenant.seed, site.index, n)}"
+        return site_id, name, f"{SITES_HOST}/sites/{name}"
+
+    def _restored_folder(self, art: Artifact, mailbox: Mailbox, now: float) -> tuple[str, str, int]:
+        # Guess: how many items a mailbox restore brings back is not predictable from the docs (only items
+        # changed or deleted since the restore point are restored); a seeded count, sometimes 0.
+        assert art.point is not None
+        count = max(0, hashed_int(-500, 4000, "items", self.tenant.seed, art.point.id, art.session.id))
+        if art.destination == "inPlace":
+            # Guess: an in-place restore reports the mailbox itself (its alias) as the folder restored into.
+            return hashed_uuid("mailbox-root", self.tenant.seed, mailbox.id), mailbox.email.split("@")[0], count
+        # Microsoft 365 Backup restores into "a newly created folder named Restored Items YYYY-DD-MM, HH:MM".
+        stamp = time.strftime("%Y-%d-%m, %H:%M", time.gmtime(now))
+        folder_id = hashed_uuid("restored-folder", self.tenant.seed, art.session.id, mailbox.id)
+        return folder_id, f"Restored Items {stamp}", count
+
+    def _restored_item(self, art: Artifact, now: float) -> tuple[str, str, str]:
+        """Where a granular item is restored: (restoredItemKey, restoredItemPath, restoredItemWebUrl)."""
+        relative = art.item_url[len(art.library_url):].lstrip("/")
+        if art.destination == "inPlace":
+            parent = art.item_url.rsplit("/", 1)[0]
+            return art.item_key, urlsplit(parent).path, art.item_url
+        # Guess: a granular session restores its items into one new folder at the root of the item's library,
+        # named after the activation time; each item keeps its path below the library.
+        folder = f"{art.library_url}/RestoredItems-{time.strftime('%Y%m%d-%H%M%S', time.gmtime(now))}"
+        library_key = ",".join(art.item_key.split(",")[:3])
+        key = f"{library_key},{hashed_uuid('restored-item', self.tenant.seed, art.session.id, art.item_key)}"
+        return key, urlsplit(folder).path, f"{folder}/{relative}" if relative else folder
+
     # ---- sessions --------------------------------------------------------------------------------------------
-    def get_session(self, sid: str) -> Session:
+    def get_session(self, sid: str, workload: str | None = None) -> Session:
+        """A session by id; `workload` (a typed collection such as sharePointRestoreSessions) must match."""
         if not is_guid(sid):
             raise bad_request("InvalidRestoreSessionId", f"The restore session id '{sid}' is not valid.")
         s = self.sessions.get(sid.lower())
-        if s is None:
+        if s is None or (workload is not None and s.workload != workload):
             raise session_error_not_found(sid)
         return s
 
-    def create_session(self, body: Any, identity: dict[str, Any], now: float) -> Session:
+    def create_session(
+        self, body: Any, identity: dict[str, Any], now: float, workload: str = ONEDRIVE
+    ) -> Session:
+        spec = SPECS[workload]
         if body is None:
             body = {}
         if not isinstance(body, dict):
             raise bad_request("BadRequest", "The request body must be a JSON object.")
-        drive_items = body.get("driveRestoreArtifacts")
-        granular_items = body.get("granularDriveRestoreArtifacts")
-        if drive_items is not None and granular_items is not None:
+        self._refuse_foreign_collections(spec, body)
+        unit_items = body.get(spec.artifacts)
+        granular_items = body.get(spec.granular) if spec.granular else None
+        if unit_items is not None and granular_items is not None:
             raise bad_request(
                 "InvalidArtifactRequest",
-                "driveRestoreArtifacts and granularDriveRestoreArtifacts cannot be combined in one request.",
+                f"{spec.artifacts} and {spec.granular} cannot be combined in one request.",
             )
         job_type = "standard"
         s = Session(
@@ -324,9 +409,10 @@ class EmulatorState:
             created_by=identity,
             modified=now,
             modified_by=identity,
+            workload=workload,
         )
-        if drive_items is not None:
-            arts = self._parse_drive_artifacts(s, drive_items, now, patch=False)
+        if unit_items is not None:
+            arts = self._parse_unit_artifacts(s, unit_items, now, patch=False)
             self._add(s, arts)
         elif granular_items is not None:
             s.job_type = "granular"
@@ -337,14 +423,28 @@ class EmulatorState:
         self.session_order.append(s)
         return s
 
+    @staticmethod
+    def _refuse_foreign_collections(spec: Workload, body: dict[str, Any]) -> None:
+        for key in body:
+            name = key.removesuffix("@delta")
+            owner = ARTIFACT_KEYS.get(name)
+            if owner is None or name in (spec.artifacts, spec.granular):
+                continue
+            if owner == spec.name:
+                # Guess: granular Exchange restores (granularMailboxRestoreArtifacts, found with an artifactQuery
+                # search) are in Graph but not in this emulator.
+                raise bad_request("BadRequest", f"{name} is not supported by this emulator.")
+            raise bad_request(
+                "BadRequest", f"The property '{name}' does not exist on type '{spec.session_type.lstrip('#')}'."
+            )
+
     def _add(self, s: Session, arts: list[Artifact]) -> None:
         for art in arts:
             s.artifacts[art.id] = art
-            s.drive_indices.add(art.drive.index)
+            s.unit_indices.add(art.unit.index)
             if art.point is not None:
                 s.point_ids.add(art.point.id)
-            if art.kind == "drive":
-                s.destination = art.destination
+            s.destination = art.destination
 
     def _limit_checks(self, items: Any, *, patch: bool) -> list[Any]:
         if items is None or not isinstance(items, list) or not items:
@@ -362,8 +462,20 @@ class EmulatorState:
             )
         return items
 
-    def _parse_drive_artifacts(self, s: Session, items: Any, now: float, *, patch: bool) -> list[Artifact]:
+    @staticmethod
+    def _check_destinations(s: Session, dests: set[str]) -> None:
+        if s.destination is not None:
+            dests = dests | {s.destination}
+        if len(dests) > 1:
+            raise bad_request(
+                "DifferentRestoreDestinationType",
+                "Restoring to both a new location and the same URL in a single restore session is not supported.",
+            )
+
+    def _parse_unit_artifacts(self, s: Session, items: Any, now: float, *, patch: bool) -> list[Artifact]:
+        """driveRestoreArtifacts, siteRestoreArtifacts or mailboxRestoreArtifacts: a restore point each."""
         # Guess: the order of checks (limit, empty, destination, mix, restore point, duplicates) is ours.
+        spec = SPECS[s.workload]
         items = self._limit_checks(items, patch=patch)
         parsed: list[tuple[str, str]] = []
         for item in items:
@@ -373,39 +485,34 @@ class EmulatorState:
             if dest not in DESTINATIONS:
                 raise bad_request("InvalidPathType", f"The destination type '{dest}' is not valid.")
             parsed.append((dest, _restore_point_id(item.get("restorePoint"))))
-        dests = {d for d, _ in parsed}
-        if s.destination is not None:
-            dests.add(s.destination)
-        if len(dests) > 1:
-            raise bad_request(
-                "DifferentRestoreDestinationType",
-                "Restoring to both a new location and the same URL in a single restore session is not supported.",
-            )
+        self._check_destinations(s, {d for d, _ in parsed})
         refs: list[RestorePointRef] = []
         for _, pid in parsed:
             ref = self.tenant.resolve_point(pid) if pid else None
             if ref is None:
                 raise bad_request("InvalidRestorePoint", f"The restore point '{pid}' is not valid.")
+            if ref.unit.workload != s.workload:
+                raise _wrong_workload(pid, spec, ref.unit.workload)
             if self.tenant.is_expired(ref, now):
                 raise bad_request("InvalidRestorePoint", f"The restore point '{pid}' has expired.")
             refs.append(ref)
-        # Guess: a duplicate is the same restore point or the same drive twice, in the list or already in the
-        # session (Graph documents DuplicateArtifactInList without saying what counts as a duplicate).
-        seen: set[int] = set(s.drive_indices)
+        # Guess: a duplicate is the same restore point or the same protection unit twice, in the list or already
+        # in the session (Graph documents DuplicateArtifactInList without saying what counts as a duplicate).
+        seen: set[int] = set(s.unit_indices)
         for ref in refs:
-            if ref.drive.index in seen:
+            if ref.unit.index in seen:
                 raise bad_request(
                     "DuplicateArtifactInList",
-                    f"Duplicate artifact in the list: protection unit '{ref.drive.id}' appears more than once.",
+                    f"Duplicate artifact in the list: protection unit '{ref.unit.id}' appears more than once.",
                 )
-            seen.add(ref.drive.index)
+            seen.add(ref.unit.index)
         out = []
         for (dest, _), ref in zip(parsed, refs, strict=True):
             out.append(
                 Artifact(
                     id=self.new_guid(),
                     session=s,
-                    drive=ref.drive,
+                    unit=ref.unit,
                     created=now,
                     destination=dest,
                     point=ref,
@@ -415,44 +522,86 @@ class EmulatorState:
         return out
 
     def _parse_granular_artifacts(self, s: Session, items: Any, now: float, *, patch: bool) -> list[Artifact]:
+        """granularDriveRestoreArtifacts or granularSiteRestoreArtifacts: an item key of a browse session each."""
+        spec = SPECS[s.workload]
         items = self._limit_checks(items, patch=patch)
         out: list[Artifact] = []
         seen: set[str] = {a.item_key for a in s.artifacts.values()}
+        units = {a.unit.index for a in s.artifacts.values()}
+        dests: set[str] = set()
         for item in items:
             if not isinstance(item, dict):
                 raise bad_request("InvalidArtifactRequest", "Each restore artifact must be an object.")
             bsid = item.get("browseSessionId")
+            # The create example names the item by `id`, the PATCH example by `itemKey`: both are accepted.
             key = item.get("itemKey") or item.get("id")
             if not isinstance(bsid, str) or not isinstance(key, str) or not key:
                 raise bad_request("InvalidArtifactRequest", "browseSessionId and itemKey are required.")
+            dest = item.get("destinationType") or "new"
+            if dest not in DESTINATIONS:
+                raise bad_request("InvalidPathType", f"The destination type '{dest}' is not valid.")
+            dests.add(dest)
+            # Guess: Graph documents no error for a granular artifact whose browse session or item is unknown;
+            # the emulator answers 400 InvalidArtifactRequest (a documented create/PATCH code) for each.
             bs = self.browse_sessions.get(bsid)
             if bs is None or now >= bs.expires_at:
-                raise bad_request("InvalidArtifactRequest", f"The browse session '{bsid}' was not found.")
-            node = self._tree(bs).find(key)
+                raise bad_request(
+                    "InvalidArtifactRequest", f"The browse session '{bsid}' was not found or has expired."
+                )
+            if bs.workload != s.workload:
+                raise bad_request(
+                    "InvalidArtifactRequest",
+                    f"The browse session '{bsid}' is a {SPECS[bs.workload].label} browse session; {spec.granular} "
+                    f"take items of {spec.label} browse sessions.",
+                )
+            tree = self._tree(bs)
+            node = tree.find(key)
             if node is None:
-                raise bad_request("InvalidArtifactRequest", f"The item '{key}' was not found in the browse session.")
+                raise bad_request(
+                    "InvalidArtifactRequest", f"The item '{key}' was not found in the browse session '{bsid}'."
+                )
+            library = tree.library_of(node)
+            if library is None:
+                raise bad_request(
+                    "InvalidArtifactRequest",
+                    f"The item '{key}' is the site itself: restore a whole site with {spec.artifacts}.",
+                )
             if key in seen:
                 raise bad_request("DuplicateArtifactInList", f"Duplicate artifact in the list: '{key}'.")
             seen.add(key)
+            units.add(bs.point.unit.index)
+            if len(units) > 1:
+                # Guess: a granular session restores into one folder ("the path of the folder where all the
+                # artifacts are restored within a granular restore session"), so all its items come from one
+                # drive or site (from one or more of its browse sessions).
+                raise bad_request(
+                    "InvalidArtifactRequest",
+                    "The items of a granular restore session must all come from the same protection unit.",
+                )
             out.append(
                 Artifact(
                     id=self.new_guid(),
                     session=s,
-                    drive=bs.point.drive,
+                    unit=bs.point.unit,
                     created=now,
                     kind="granular",
                     point=bs.point,
                     browse_session_id=bsid,
                     item_key=key,
                     item_url=node.web_url,
+                    library_url=library.web_url,
                     restore_point_time=bs.point.time,
-                    destination="new",
+                    destination=dest,
                 )
             )
+        self._check_destinations(s, dests)
         return out
 
-    def patch_session(self, sid: str, body: Any, identity: dict[str, Any], now: float) -> dict[str, Any]:
-        s = self.get_session(sid)
+    def patch_session(
+        self, sid: str, body: Any, identity: dict[str, Any], now: float, workload: str = ONEDRIVE
+    ) -> dict[str, Any]:
+        spec = SPECS[workload]
+        s = self.get_session(sid, workload)
         if s.activated_at is not None:
             raise GraphError(
                 403, "RestoreSessionActionNotAllowed", "Restore session can only be patched in Draft state"
@@ -461,20 +610,21 @@ class EmulatorState:
             raise bad_request("InvalidPatchRequest", "The request body must be a JSON object.")
         if s.job_type == "bulk" or s.bulk:
             raise bad_request("InvalidPatchRequest", "Patch operations aren't supported for bulk restore sessions.")
-        drive_delta = body.get("driveRestoreArtifacts@delta")
-        granular_delta = body.get("granularDriveRestoreArtifacts@delta")
-        if (drive_delta is None) == (granular_delta is None):
-            raise bad_request(
-                "InvalidPatchRequest",
-                "The request must contain exactly one of driveRestoreArtifacts@delta or "
-                "granularDriveRestoreArtifacts@delta.",
-            )
+        self._refuse_foreign_collections(spec, body)
+        unit_delta = body.get(f"{spec.artifacts}@delta")
+        granular_delta = body.get(f"{spec.granular}@delta") if spec.granular else None
+        if (unit_delta is None) == (granular_delta is None):
+            accepted = f"{spec.artifacts}@delta" + (f" or {spec.granular}@delta" if spec.granular else "")
+            raise bad_request("InvalidPatchRequest", f"The request must contain exactly one of {accepted}.")
         granular = granular_delta is not None
-        delta = granular_delta if granular else drive_delta
-        if granular and s.job_type == "standard" and any(a.kind == "drive" for a in s.artifacts.values()):
-            raise bad_request("InvalidPatchRequest", "Drive and granular artifacts cannot be mixed in one session.")
+        delta = granular_delta if granular else unit_delta
+        mixed = "Whole-unit and granular artifacts cannot be mixed in one session."
+        if spec.name == ONEDRIVE:
+            mixed = "Drive and granular artifacts cannot be mixed in one session."
+        if granular and s.job_type == "standard" and any(a.kind == "unit" for a in s.artifacts.values()):
+            raise bad_request("InvalidPatchRequest", mixed)
         if not granular and s.job_type == "granular":
-            raise bad_request("InvalidPatchRequest", "Drive and granular artifacts cannot be mixed in one session.")
+            raise bad_request("InvalidPatchRequest", mixed)
         items = self._limit_checks(delta, patch=True)
         adds = [i for i in items if not (isinstance(i, dict) and "@removed" in i)]
         removes = [i for i in items if isinstance(i, dict) and "@removed" in i]
@@ -483,11 +633,11 @@ class EmulatorState:
             if granular:
                 arts = self._parse_granular_artifacts(s, adds, now, patch=True)
             else:
-                arts = self._parse_drive_artifacts(s, adds, now, patch=True)
+                arts = self._parse_unit_artifacts(s, adds, now, patch=True)
         value: list[dict[str, Any]] = []
         for item in removes:
             aid = item.get("id")
-            art = s.artifacts.get(aid) if isinstance(aid, str) else None
+            art = self._artifact_by_delta_id(s, aid, granular)
             if art is None:
                 value.append(
                     {
@@ -505,14 +655,15 @@ class EmulatorState:
                 )
                 continue
             del s.artifacts[art.id]
-            s.drive_indices.discard(art.drive.index)
-            if art.point is not None:
+            if not any(a.unit.index == art.unit.index for a in s.artifacts.values()):
+                s.unit_indices.discard(art.unit.index)
+            if art.point is not None and not any(a.point is art.point for a in s.artifacts.values()):
                 s.point_ids.discard(art.point.id)
-            value.append({"@removed": {"reason": "deleted"}, "id": art.id})
+            value.append({"@removed": {"reason": "deleted"}, "id": aid})
         if granular and arts:
             s.job_type = "granular"
         self._add(s, arts)
-        if not any(a.kind == "drive" for a in s.artifacts.values()):
+        if not s.artifacts:
             s.destination = None
         for art in arts:
             value.append(self.artifact_json(art, now))
@@ -520,8 +671,18 @@ class EmulatorState:
         s.modified_by = identity
         return {"@context": "#$delta", "value": value}
 
-    def delete_session(self, sid: str) -> None:
-        s = self.get_session(sid)
+    @staticmethod
+    def _artifact_by_delta_id(s: Session, aid: Any, granular: bool) -> Artifact | None:
+        """The artifact an `@removed` item names: by its id, or (granular artifacts) by its item key."""
+        if not isinstance(aid, str):
+            return None
+        art = s.artifacts.get(aid)
+        if art is not None or not granular:
+            return art
+        return next((a for a in s.artifacts.values() if a.item_key == aid), None)
+
+    def delete_session(self, sid: str, workload: str | None = None) -> None:
+        s = self.get_session(sid, workload)
         if s.activated_at is not None:
             raise GraphError(
                 403, "RestoreSessionActionNotAllowed", "Restore session can only be deleted in Draft state"
@@ -530,7 +691,7 @@ class EmulatorState:
         for bulk_id in s.bulk:
             self.bulk_index.pop(bulk_id, None)
 
-    def page_sessions(self, offset: int, top: int) -> tuple[list[Session], int | None]:
+    def page_sessions(self, offset: int, top: int, workload: str | None = None) -> tuple[list[Session], int | None]:
         out: list[Session] = []
         order = self.session_order
         i = offset
@@ -538,7 +699,7 @@ class EmulatorState:
         while i < n and len(out) < top:
             s = order[i]
             i += 1
-            if s.id in self.sessions:
+            if s.id in self.sessions and (workload is None or s.workload == workload):
                 out.append(s)
         if i < n and len(out) >= top:
             return out, i
@@ -547,8 +708,11 @@ class EmulatorState:
         return out, None
 
     # ---- bulk -----------------------------------------------------------------------------------------------
-    def create_bulk(self, sid: str, body: Any, identity: dict[str, Any], now: float) -> BulkRequest:
-        s = self.get_session(sid)
+    def create_bulk(
+        self, sid: str, body: Any, identity: dict[str, Any], now: float, workload: str = ONEDRIVE
+    ) -> BulkRequest:
+        spec = SPECS[workload]
+        s = self.get_session(sid, workload)
         if s.activated_at is not None:
             raise GraphError(
                 403, "RestoreSessionActionNotAllowed", "Artifacts can only be added to a restore session in Draft state"
@@ -559,31 +723,46 @@ class EmulatorState:
             raise bad_request(
                 "BulkRestoreInvalidCreateRequest", "Only one bulk addition job can be processed per restore session."
             )
-        if s.artifacts:
+        if s.artifacts or s.job_type == "granular":
             raise bad_request(
                 "BulkRestoreInvalidCreateRequest",
                 "Manual and bulk additions of artifacts cannot be mixed in one restore session.",
             )
-        drives = body.get("drives") or []
-        dirs = body.get("directoryObjectIds") or []
+        res_name, ids_name = spec.bulk_resources, spec.bulk_ids
+        resources = body.get(res_name) or []
+        ids = body.get(ids_name) or []
         pus = body.get("protectionUnitIds") or []
-        if not isinstance(drives, list) or not isinstance(dirs, list) or not isinstance(pus, list):
-            raise bad_request("BulkRestoreInvalidCreateRequest", "drives and directoryObjectIds must be arrays.")
-        if not drives and not dirs and not pus:
+        if not isinstance(resources, list) or not isinstance(ids, list) or not isinstance(pus, list):
+            raise bad_request("BulkRestoreInvalidCreateRequest", f"{res_name} and {ids_name} must be arrays.")
+        if not resources and not ids and not pus:
             raise bad_request(
-                "BulkRestoreInvalidCreateRequest", "At least one of drives or directoryObjectIds is required."
+                "BulkRestoreInvalidCreateRequest", f"At least one of {res_name} or {ids_name} is required."
             )
-        if len(drives) + len(dirs) + len(pus) > self.config.max_bulk_resources:
+        if len(resources) + len(ids) + len(pus) > self.config.max_bulk_resources:
             raise bad_request(
                 "BulkRestoreRestorationResourcesCountExceedsLimit",
                 f"The limit for the number of sites or users in a bulk request is {self.config.max_bulk_resources}.",
             )
-        for email in drives:
-            if not isinstance(email, str) or not re.match(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", email):
-                raise bad_request("BulkRestoreInvalidCreateRequestUserEmail", f"The user email '{email}' is not valid.")
-        for did in dirs:
-            if not is_guid(did):
-                raise bad_request("BulkRestoreInvalidCreateRequest", f"The directory object id '{did}' is not valid.")
+        if workload == SHAREPOINT:
+            for url in resources:
+                if not isinstance(url, str) or not SITE_URL_RE.match(url):
+                    raise bad_request(
+                        "BulkRestoreInvalidCreateRequestSiteUrl", f"The site web URL '{url}' is not valid."
+                    )
+            for site_id in ids:
+                if not isinstance(site_id, str) or not site_id:
+                    raise bad_request("BulkRestoreInvalidCreateRequest", f"The site id '{site_id}' is not valid.")
+        else:
+            for email in resources:
+                if not isinstance(email, str) or not EMAIL_RE.match(email):
+                    raise bad_request(
+                        "BulkRestoreInvalidCreateRequestUserEmail", f"The user email '{email}' is not valid."
+                    )
+            for did in ids:
+                if not is_guid(did):
+                    raise bad_request(
+                        "BulkRestoreInvalidCreateRequest", f"The directory object id '{did}' is not valid."
+                    )
         dest = body.get("destinationType", "new")
         if dest not in DESTINATIONS:
             raise bad_request("InvalidPathType", f"The destination type '{dest}' is not valid.")
@@ -603,8 +782,8 @@ class EmulatorState:
             end=end,
             preference=pref,
             tags=tags,
-            drives=list(drives),
-            directory_object_ids=list(dirs),
+            resources=list(resources),
+            ids=list(ids),
             protection_unit_ids=list(pus),
             created=now,
             created_by=identity,
@@ -615,28 +794,50 @@ class EmulatorState:
         self.bulk_index[bulk.id] = bulk
         return bulk
 
-    def _resolve_bulk(self, s: Session, bulk: BulkRequest, now: float) -> None:
+    def _bulk_targets(self, workload: str, bulk: BulkRequest) -> tuple[list[Unit], list[str], list[str]]:
+        """The units a bulk request names, the names it could not resolve, and those it holds in fields Graph
+        documents as not implemented yet."""
         tenant = self.tenant
         failures: list[str] = []
-        targets: list[Drive] = []
-        for email in bulk.drives:
-            d = tenant.by_email.get(email.lower())
-            if d is None:
-                failures.append(email)
+        targets: list[Unit] = []
+        unimplemented: list[str] = []
+        found: Unit | None
+        for name in bulk.resources:
+            if workload == ONEDRIVE:
+                found = tenant.by_email.get(name.lower())
+            elif workload == SHAREPOINT:
+                found = tenant.sites_by_url.get(name.rstrip("/").lower())
             else:
-                targets.append(d)
-        for did in bulk.directory_object_ids:
-            d = tenant.by_directory_object.get(did.lower())
-            if d is None:
-                failures.append(did)
+                found = tenant.mailboxes_by_email.get(name.lower())
+            if found is None:
+                failures.append(name)
             else:
-                targets.append(d)
+                targets.append(found)
+        if workload == ONEDRIVE:
+            for did in bulk.ids:
+                found = tenant.by_directory_object.get(did.lower())
+                if found is None:
+                    failures.append(did)
+                else:
+                    targets.append(found)
+        else:
+            # siteIds, and a mailbox request's directoryObjectIds and protectionUnitIds: "This property isn't
+            # implemented yet. Future value; don't use." They are kept and shown, never resolved.
+            for name in (*bulk.ids, *bulk.protection_unit_ids):
+                failures.append(name)
+            fields = ((SPECS[workload].bulk_ids, bulk.ids), ("protectionUnitIds", bulk.protection_unit_ids))
+            unimplemented = [name for name, values in fields if values]
+        return targets, failures, unimplemented
+
+    def _resolve_bulk(self, s: Session, bulk: BulkRequest, now: float) -> None:
+        tenant = self.tenant
+        targets, failures, unimplemented = self._bulk_targets(s.workload, bulk)
         arts: list[Artifact] = []
-        for d in targets:
-            if d.index in s.drive_indices:
+        for unit in targets:
+            if unit.index in s.unit_indices:
                 continue
             ref = tenant.pick_point(
-                d,
+                unit,
                 bulk.start,
                 bulk.end,
                 latest=bulk.preference == "latest",
@@ -644,41 +845,42 @@ class EmulatorState:
                 now=now,
             )
             if ref is None:
-                failures.append(d.email)
+                failures.append(unit.web_url if isinstance(unit, Site) else unit.email)
                 continue
             art = Artifact(
                 id=self.new_guid(),
                 session=s,
-                drive=d,
+                unit=unit,
                 created=now,
                 destination=bulk.destination,
                 point=ref,
                 restore_point_time=ref.time,
             )
             arts.append(art)
-            s.drive_indices.add(d.index)
+            s.unit_indices.add(unit.index)
         for art in arts:
             s.artifacts[art.id] = art
         s.destination = bulk.destination
         bulk.modified = now
         if failures:
             bulk.status = "completedWithErrors"
-            bulk.error = {
-                "code": "BulkRestoreResourceResolutionFailed",
-                "message": f"{len(failures)} resources could not be resolved: {', '.join(failures[:20])}",
-            }
+            message = f"{len(failures)} resources could not be resolved: {', '.join(failures[:20])}"
+            if unimplemented:
+                use = SPECS[s.workload].bulk_resources
+                message += f" ({' and '.join(unimplemented)}: not implemented yet, use {use})"
+            bulk.error = {"code": "BulkRestoreResourceResolutionFailed", "message": message}
         else:
             bulk.status = "completed"
 
-    def get_bulk(self, sid: str, bulk_id: str) -> BulkRequest:
-        s = self.get_session(sid)
+    def get_bulk(self, sid: str, bulk_id: str, workload: str = ONEDRIVE) -> BulkRequest:
+        s = self.get_session(sid, workload)
         bulk = s.bulk.get(bulk_id)
         if bulk is None:
             raise GraphError(404, "BulkRestoreArtifactsNotFound", f"Bulk request '{bulk_id}' was not found.")
         return bulk
 
-    def delete_bulk(self, sid: str, bulk_id: str) -> None:
-        bulk = self.get_bulk(sid, bulk_id)
+    def delete_bulk(self, sid: str, bulk_id: str, workload: str = ONEDRIVE) -> None:
+        bulk = self.get_bulk(sid, bulk_id, workload)
         if bulk.status not in ("completed", "completedWithErrors"):
             raise GraphError(
                 403,
@@ -689,7 +891,9 @@ class EmulatorState:
         self.bulk_index.pop(bulk.id, None)
 
     # ---- browse ---------------------------------------------------------------------------------------------
-    def create_browse_session(self, body: Any, identity: dict[str, Any], now: float) -> BrowseSession:
+    def create_browse_session(
+        self, body: Any, identity: dict[str, Any], now: float, workload: str = ONEDRIVE
+    ) -> BrowseSession:
         if not isinstance(body, dict):
             raise bad_request("BadRequest", "The request body must be a JSON object.")
         pid = body.get("restorePointId")
@@ -698,6 +902,8 @@ class EmulatorState:
         ref = self.tenant.resolve_point(pid)
         if ref is None:
             raise bad_request("InvalidRestorePoint", f"The restore point '{pid}' is not valid.")
+        if ref.unit.workload != workload:
+            raise _wrong_workload(pid, SPECS[workload], ref.unit.workload)
         if self.tenant.is_expired(ref, now):
             raise bad_request("InvalidRestorePoint", f"The restore point '{pid}' has expired.")
         if not ref.fast:
@@ -719,37 +925,52 @@ class EmulatorState:
             ready_at=now + cfg.browse_creating_seconds,
             expires_at=now + cfg.browse_ttl_seconds,
             created_by=identity,
+            workload=workload,
         )
         self.browse_sessions[bid] = bs
         self.browse_order.append(bs)
         return bs
 
-    def get_browse_session(self, bid: str, now: float) -> BrowseSession:
+    def get_browse_session(self, bid: str, now: float, workload: str | None = None) -> BrowseSession:
         bs = self.browse_sessions.get(bid)
         if bs is not None and now >= bs.expires_at:
             # Browse sessions are deleted automatically at expirationDateTime.
             del self.browse_sessions[bid]
             bs = None
-        if bs is None:
-            # Guess: an expired (deleted) browse session answers 404 BrowseSessionNotFound for GET and browse.
-            raise GraphError(404, "BrowseSessionNotFound", f"Browse session with id '{bid}' was not found.")
+        if bs is None or (workload is not None and bs.workload != workload):
+            raise browse_session_not_found(bid)
         return bs
 
-    def live_browse_sessions(self, now: float) -> list[BrowseSession]:
+    def live_browse_sessions(self, now: float, workload: str | None = None) -> list[BrowseSession]:
         for bid in [k for k, v in self.browse_sessions.items() if now >= v.expires_at]:
             del self.browse_sessions[bid]
         self.browse_order = [b for b in self.browse_order if b.id in self.browse_sessions]
-        return self.browse_order
+        if workload is None:
+            return self.browse_order
+        return [b for b in self.browse_order if b.workload == workload]
 
     def _tree(self, bs: BrowseSession) -> BrowseTree:
         if bs.tree is None:
-            bs.tree = BrowseTree(bs.point.id, bs.point.drive.web_url)
+            unit = bs.point.unit
+            if isinstance(unit, Site):
+                bs.tree = BrowseTree(bs.point.id, unit.web_url, site=(unit.browse_key, unit.name))
+            else:
+                assert isinstance(unit, Drive)
+                bs.tree = BrowseTree(bs.point.id, unit.web_url)
         return bs.tree
 
     def browse(
-        self, bid: str, key: str | None, name_filter: str | None, order: str | None, offset: int, top: int, now: float
+        self,
+        bid: str,
+        key: str | None,
+        name_filter: str | None,
+        order: str | None,
+        offset: int,
+        top: int,
+        now: float,
+        workload: str | None = None,
     ) -> tuple[list[dict[str, Any]], int, bool]:
-        bs = self.get_browse_session(bid, now)
+        bs = self.get_browse_session(bid, now, workload)
         if now < bs.ready_at:
             # Guess: browsing a session that is still `creating` is refused with 400 BrowseSessionNotReady.
             raise bad_request("BrowseSessionNotReady", f"Browse session '{bid}' is still being created.")
@@ -779,7 +1000,7 @@ class EmulatorState:
         total = len(s.artifacts)
         active = s.activated_at is not None
         return {
-            "@odata.type": ODB_SESSION_TYPE,
+            "@odata.type": SPECS[s.workload].session_type,
             "id": s.id,
             "status": status,
             "restoreJobType": s.job_type,
@@ -804,9 +1025,13 @@ class EmulatorState:
         error = None
         if finished and a.error_code:
             error = {"code": a.error_code, "message": ARTIFACT_ERROR_MESSAGES.get(a.error_code, a.error_code)}
+        spec = SPECS[a.session.workload]
         if a.kind == "granular":
-            return {
-                "@odata.type": "#microsoft.graph.granularDriveRestoreArtifact",
+            # Guess: the restored item's key, path and URL are reported once it is restored (Graph's examples
+            # show them empty before).
+            restored_item = a.restored if (a.restored is not None and status == "succeeded") else None
+            body: dict[str, Any] = {
+                "@odata.type": spec.granular_type,
                 "id": a.item_key,
                 "browseSessionId": a.browse_session_id,
                 "status": status,
@@ -814,17 +1039,24 @@ class EmulatorState:
                 "restorePointDateTime": iso(a.restore_point_time),
                 "startDateTime": iso(a.t_start) if started else "0001-01-01T00:00:00Z",
                 "completionDateTime": iso(a.t_done) if finished else "0001-01-01T00:00:00Z",
-                "directoryObjectId": a.drive.directory_object_id,
-                "restoredItemKey": None,
-                "restoredItemPath": None,
-                "restoredItemWebUrl": None,
-                "error": error,
             }
-        # Guess: the restored site is reported once the artifact is in progress (Graph doesn't say when).
+            unit = a.unit
+            if isinstance(unit, Site):
+                body["siteId"] = unit.site_id
+            else:
+                assert isinstance(unit, Drive)
+                body["directoryObjectId"] = unit.directory_object_id
+            body["restoredItemKey"] = restored_item[0] if restored_item else None
+            body["restoredItemPath"] = restored_item[1] if restored_item else None
+            body["restoredItemWebUrl"] = restored_item[2] if restored_item else None
+            body["error"] = error
+            body["destinationType"] = a.destination
+            return body
+        # Guess: the restored site or folder is reported once the artifact is in progress (Graph doesn't say when).
         restored = a.restored if (a.restored is not None and started) else None
         assert a.point is not None
-        return {
-            "@odata.type": "#microsoft.graph.driveRestoreArtifact",
+        body = {
+            "@odata.type": spec.artifact_type,
             "id": a.id,
             "destinationType": a.destination,
             "status": status,
@@ -832,13 +1064,20 @@ class EmulatorState:
             "startDateTime": iso(a.t_start) if started else None,
             "completionDateTime": iso(a.t_done) if finished else None,
             "error": error,
-            "restoredSiteId": restored[0] if restored else None,
-            "restoredSiteName": restored[1] if restored else None,
-            "restoredSiteWebUrl": restored[2] if restored else None,
-            "restorePoint": self.tenant.point_json(a.point),
         }
+        if isinstance(a.unit, Mailbox):
+            body["restoredFolderId"] = restored[0] if restored else None
+            body["restoredFolderName"] = restored[1] if restored else None
+            body["restoredItemCount"] = restored[2] if restored else None
+        else:
+            body["restoredSiteId"] = restored[0] if restored else None
+            body["restoredSiteName"] = restored[1] if restored else None
+            body["restoredSiteWebUrl"] = restored[2] if restored else None
+        body["restorePoint"] = self.tenant.point_json(a.point)
+        return body
 
     def bulk_json(self, b: BulkRequest) -> dict[str, Any]:
+        spec = SPECS[b.session.workload]
         period = None
         if b.start is not None or b.end is not None:
             period = {
@@ -846,7 +1085,7 @@ class EmulatorState:
                 "endDateTime": iso(b.end) if b.end is not None else None,
             }
         return {
-            "@odata.type": "#microsoft.graph.driveRestoreArtifactsBulkAdditionRequest",
+            "@odata.type": spec.bulk_type,
             "id": b.id,
             "displayName": b.display_name,
             "status": b.status,
@@ -855,8 +1094,8 @@ class EmulatorState:
             "tags": b.tags,
             "protectionTimePeriod": period,
             "protectionUnitIds": b.protection_unit_ids,
-            "drives": b.drives,
-            "directoryObjectIds": b.directory_object_ids,
+            spec.bulk_resources: b.resources,
+            spec.bulk_ids: b.ids,
             "createdBy": b.created_by,
             "createdDateTime": iso(b.created),
             "lastModifiedBy": b.created_by,
@@ -866,18 +1105,24 @@ class EmulatorState:
 
     def browse_session_json(self, bs: BrowseSession, now: float) -> dict[str, Any]:
         # `restorePointId` is a create request field only: the resource's properties and every documented
-        # answer (create, get, list) name the restore point by its drive and time instead.
-        return {
-            "@odata.type": "#microsoft.graph.oneDriveForBusinessBrowseSession",
+        # answer (create, get, list) name the restore point by its drive (or site) and time instead.
+        unit = bs.point.unit
+        body: dict[str, Any] = {
+            "@odata.type": SPECS[bs.workload].browse_type,
             "id": bs.id,
             "status": bs.status(now),
             "createdDateTime": iso(bs.created),
             "expirationDateTime": iso(bs.expires_at),
             "restorePointDateTime": iso(bs.point.time),
             "backupSizeInBytes": str(BrowseTree.size_for(bs.point.id)),
-            "directoryObjectId": bs.point.drive.directory_object_id,
-            "error": None,
         }
+        if isinstance(unit, Site):
+            body["siteId"] = unit.site_id
+        else:
+            assert isinstance(unit, Drive)
+            body["directoryObjectId"] = unit.directory_object_id
+        body["error"] = None
+        return body
 
     # ---- admin ----------------------------------------------------------------------------------------------
     def dump(self, now: float, *, with_sessions: bool = True) -> dict[str, Any]:
@@ -890,6 +1135,7 @@ class EmulatorState:
                 sessions.append(
                     {
                         "id": s.id,
+                        "workload": s.workload,
                         "status": st,
                         "restoreJobType": s.job_type,
                         "artifacts": len(s.artifacts),
@@ -902,6 +1148,9 @@ class EmulatorState:
                         else None,
                     }
                 )
+        being_restored = {w: 0 for w in SPECS}
+        for workload, _ in self.restoring:
+            being_restored[workload] += 1
         out: dict[str, Any] = {
             "now": iso(now),
             "sessionCount": len(self.sessions),
@@ -911,7 +1160,8 @@ class EmulatorState:
             "activeCap": self.config.active_cap,
             "activations": self.activations,
             "rejectedActivations": self.rejected_activations,
-            "drivesBeingRestored": len(self.restoring),
+            "drivesBeingRestored": being_restored[ONEDRIVE],
+            "unitsBeingRestored": being_restored,
             "browseSessionCount": len(self.browse_sessions),
             "bulkRequestCount": len(self.bulk_index),
         }

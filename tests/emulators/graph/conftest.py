@@ -16,6 +16,8 @@ from emulators.graph.sdk import make_graph_client
 BASELINE: dict[str, Any] = {
     "seed": 7,
     "drives": 60,
+    "sites": 30,
+    "mailboxes": 30,
     "active_cap": 25,
     "clock_scale": 0.0,
     "start_time": 1_780_000_200.0,  # 2026-05-28T20:30:00Z (on a 10 minute boundary), fixed
@@ -25,6 +27,13 @@ BASELINE: dict[str, Any] = {
     "in_progress_per_artifact_seconds": 0.0,  # every session lasts 4 minutes whatever its size
     "in_progress_parallelism": 50,
     "in_progress_jitter_seconds": 0.0,
+    # SharePoint and Exchange sessions also last 4 minutes
+    "sharepoint_in_progress_seconds": 180.0,
+    "sharepoint_in_progress_per_artifact_seconds": 0.0,
+    "sharepoint_in_progress_parallelism": 50,
+    "exchange_in_progress_seconds": 180.0,
+    "exchange_in_progress_per_artifact_seconds": 0.0,
+    "exchange_in_progress_parallelism": 50,
     "browse_creating_seconds": 10.0,
     "browse_ttl_seconds": 3 * 86400.0,
     "max_artifacts_per_request": 50,
@@ -36,6 +45,8 @@ BASELINE: dict[str, Any] = {
 
 R = "/solutions/backupRestore"
 ODB = R + "/oneDriveForBusinessRestoreSessions"
+SPO = R + "/sharePointRestoreSessions"
+EXO = R + "/exchangeRestoreSessions"
 
 
 @pytest.fixture(scope="session")
