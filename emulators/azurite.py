@@ -12,9 +12,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrators.adapters.tables.ledger import AZURITE_ACCOUNT_KEY
-
 ROOT = Path(__file__).resolve().parents[1]
+#: The storage emulator's well-known account, ``devstoreaccount1``, and its key: public, documented by Microsoft for
+#: Azurite and the storage emulator (not a secret). Written here, not taken from the service, so that the emulator
+#: follows Azurite's documentation rather than the code it serves.
+AZURITE_ACCOUNT_NAME = "devstoreaccount1"
+AZURITE_ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
 
 def free_port() -> int:
@@ -42,9 +45,9 @@ class Azurite:
     @property
     def connection_string(self) -> str:
         return (
-            "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+            f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT_NAME};"
             f"AccountKey={AZURITE_ACCOUNT_KEY};"
-            f"TableEndpoint=http://127.0.0.1:{self.port}/devstoreaccount1;"
+            f"TableEndpoint=http://127.0.0.1:{self.port}/{AZURITE_ACCOUNT_NAME};"
         )
 
     def stop(self) -> None:

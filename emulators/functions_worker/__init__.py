@@ -10,10 +10,10 @@ with the input data and trigger metadata typed as the host sends them. What the 
 the same code as in Azure; the response's status settles the message (complete on success, abandon otherwise).
 
 Modules: :mod:`.rpc` (the RPC messages the library reads and builds, as small classes: no protobuf or grpc
-needed), :mod:`.host_data` (what the host sends for a Service Bus message and a timer tick), :mod:`.worker`
-(the handler sequence, and the link to the host runner). The library needs Python 3.13+: ``scripts/setup``
-creates ``.venv313`` with it. Importing this package needs only the standard library; the worker library is
-imported when a worker starts.
+needed), :mod:`.host_data` (what the host sends for a Service Bus message, a timer tick, an HTTP request),
+:mod:`.worker` (the handler sequence, and the link to the host runner). The library needs Python 3.13+:
+``scripts/setup`` creates ``.venv313`` with it. Importing this package needs only the standard library; the worker
+library is imported when a worker starts.
 """
 
 from .worker import InvocationFailed, LanguageWorker, RealWorker, WorkerError, runtime_available

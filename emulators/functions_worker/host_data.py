@@ -1,4 +1,5 @@
-"""What the Functions host puts in an InvocationRequest for a Service Bus message and for a timer tick.
+"""What the Functions host puts in an InvocationRequest for a Service Bus message, a timer tick and an HTTP request,
+and what it makes of an HTTP function's response.
 
 The host (.NET) gets the binding data from the trigger extension and converts every value to ``TypedData``: a
 .NET string becomes ``string``, a double ``double``, a byte array ``bytes``, and anything else (int, long,
@@ -33,7 +34,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .rpc import ParameterBinding, TypedData
+from .rpc import ParameterBinding, RpcHttp, RpcHttpCookie, TypedData
 
 #: ``DateTimeOffset.MaxValue`` as Json.NET writes it: what ``ExpiresAt`` is for a message that never expires.
 NET_MAX_DATETIME = "9999-12-31T23:59:59.9999999"
@@ -288,3 +289,80 @@ __all__ = [
     "timer_input",
     "timer_payload",
 ]
+
+
+# --------------------------------------------------------------------------------------------- HTTP
+
+
+def http_input(
+    *,
+    arg_name: str,
+    function_name: str,
+    method: str,
+    url: str,
+    headers: Mapping[str, str],
+    query: Mapping[str, str],
+    route_params: Mapping[str, str],
+    body: bytes,
+) -> tuple[list[ParameterBinding], dict[str, TypedData]]:
+    """``input_data`` and ``trigger_metadata`` for an HTTP request.
+
+    The library tells the host on init that it takes the raw body as bytes and no HTTP entries in the trigger
+    metadata (``RawHttpBodyBytes``, ``RpcHttpBodyOnly``, ``RpcHttpTriggerMetadataRemoved``), so the request goes
+    as one ``RpcHttp`` (the route parameters in ``params``) and the metadata holds ``sys`` only."""
+    request = RpcHttp(
+        method=method,
+        url=url,
+        headers=dict(headers),
+        query=dict(query),
+        params=dict(route_params),
+        body=TypedData(bytes=body),
+    )
+    return [ParameterBinding(name=arg_name, data=TypedData(http=request))], {"sys": system_entry(function_name)}
+
+
+def _body_bytes(data: Any) -> bytes:
+    kind = data.WhichOneof("data") if data is not None else None
+    if kind in ("bytes", "stream"):
+        return bytes(getattr(data, kind))
+    if kind in ("string", "json"):
+        return str(getattr(data, kind)).encode("utf-8")
+    if kind in ("int", "double"):
+        return str(getattr(data, kind)).encode("utf-8")
+    return b""
+
+
+_SAME_SITE = {RpcHttpCookie.SameSite.Lax: "Lax", RpcHttpCookie.SameSite.Strict: "Strict",
+              RpcHttpCookie.SameSite.ExplicitNone: "None"}
+
+
+def cookie_attributes(cookie: Any) -> dict[str, Any]:
+    """An ``RpcHttpCookie``'s attributes that are set (name and value always), by their ``Set-Cookie`` meaning."""
+    found: dict[str, Any] = {"name": cookie.name, "value": cookie.value}
+    if cookie.HasField("domain") and cookie.domain.value:
+        found["domain"] = cookie.domain.value
+    if cookie.HasField("path") and cookie.path.value:
+        found["path"] = cookie.path.value
+    if cookie.HasField("expires"):
+        found["expires"] = dt.datetime.fromtimestamp(cookie.expires.value.seconds, dt.UTC)
+    if cookie.HasField("max_age"):
+        found["max_age"] = int(cookie.max_age.value)
+    found["secure"] = bool(cookie.HasField("secure") and cookie.secure.value)
+    found["http_only"] = bool(cookie.HasField("http_only") and cookie.http_only.value)
+    found["same_site"] = _SAME_SITE.get(cookie.same_site)
+    return found
+
+
+def http_answer(return_value: Any) -> tuple[int, list[tuple[str, str]], bytes, list[dict[str, Any]]]:
+    """Status, headers, body and cookies (:func:`cookie_attributes`) for an HTTP function's ``$return`` value.
+
+    Guesses, as in-process: nothing returned is a 204, a string a 200 with text/plain."""
+    kind = return_value.WhichOneof("data") if return_value is not None else None
+    if kind is None:
+        return 204, [], b"", []
+    if kind != "http":
+        return 200, [("Content-Type", "text/plain; charset=utf-8")], _body_bytes(return_value), []
+    response = return_value.http
+    headers = [(str(name), str(value)) for name, value in response.headers.items()]
+    cookies = [cookie_attributes(cookie) for cookie in response.cookies]
+    return int(response.status_code or 200), headers, _body_bytes(response.body), cookies

@@ -8,8 +8,8 @@ generated ones: same message names, same field names, the protobuf behaviours th
 for every unset field, ``WhichOneof`` for oneof groups, enum values as class attributes, unknown field names
 refused).
 
-Only the messages the library touches for worker init, function metadata, function load and non-HTTP
-invocations are here; field names and enum values follow ``FunctionRpc.proto``.
+Only the messages the library touches for worker init, function metadata, function load and invocations (HTTP
+ones included) are here; field names and enum values follow ``FunctionRpc.proto``.
 """
 
 from __future__ import annotations
@@ -251,6 +251,81 @@ class TypedData(Message):
     ONEOFS = {"data": tuple(FIELDS)}
 
 
+class NullableString(Message):
+    FIELDS = _fields(value=str)
+
+
+class NullableBool(Message):
+    FIELDS = _fields(value=bool)
+
+
+class NullableDouble(Message):
+    FIELDS = _fields(value=float)
+
+
+class Timestamp(Message):
+    """``google.protobuf.Timestamp``; the library looks for it in the namespace before importing protobuf."""
+
+    FIELDS = _fields(seconds=int, nanos=int)
+
+
+class NullableTimestamp(Message):
+    FIELDS = _fields(value=Timestamp)
+
+
+class RpcHttpCookie(Message):
+    class SameSite:
+        Lax = 1
+        Strict = 2
+        ExplicitNone = 3
+
+    FIELDS = _fields(
+        name=str,
+        value=str,
+        domain=NullableString,
+        path=NullableString,
+        expires=NullableTimestamp,
+        secure=NullableBool,
+        http_only=NullableBool,
+        same_site=int,
+        max_age=NullableDouble,
+    )
+
+
+setattr(RpcHttpCookie.SameSite, "None", 0)
+
+
+class RpcHttp(Message):
+    """An HTTP request (host to worker) or response (worker to host)."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: TypedData
+    params: dict[str, str]
+    status_code: str
+    query: dict[str, str]
+    cookies: list[RpcHttpCookie]
+    FIELDS = _fields(
+        method=str,
+        url=str,
+        headers=_dict,
+        body=TypedData,
+        params=_dict,
+        status_code=str,
+        query=_dict,
+        enable_content_negotiation=bool,
+        raw_body=TypedData,
+        identities=_list,
+        cookies=_list,
+        nullable_headers=_dict,
+        nullable_params=_dict,
+        nullable_query=_dict,
+    )
+    REPEATED = frozenset({"identities", "cookies"})
+    MAPS = frozenset({"headers", "params", "query", "nullable_headers", "nullable_params", "nullable_query"})
+
+
 class ParameterBinding(Message):
     FIELDS = _fields(name=str, data=TypedData, rpc_shared_memory=_none)
     ONEOFS = {"rpc_data": ("data", "rpc_shared_memory")}
@@ -283,6 +358,7 @@ class InvocationRequest(Message):
 
 class InvocationResponse(Message):
     result: StatusResult
+    return_value: TypedData | None
     FIELDS = _fields(invocation_id=str, output_data=_list, return_value=_none, result=StatusResult)
     REPEATED = frozenset({"output_data"})
 
@@ -339,6 +415,13 @@ PROTOS = _namespace(
         CollectionDouble,
         CollectionSInt64,
         TypedData,
+        NullableString,
+        NullableBool,
+        NullableDouble,
+        Timestamp,
+        NullableTimestamp,
+        RpcHttpCookie,
+        RpcHttp,
         ParameterBinding,
         RpcTraceContext,
         RetryContext,

@@ -27,7 +27,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from .host_data import service_bus_input, timer_input
+from .host_data import http_answer, http_input, service_bus_input, timer_input
 from .rpc import (
     PROTOS,
     FunctionLoadRequest,
@@ -322,7 +322,7 @@ class RealWorker:
 
     async def invoke_messages(self, trig: Any, messages: list[Any], timeout: float | None) -> None:
         """Invoke ``trig``'s function for one message; raises when the host would abandon it."""
-        from emulators.functions_host import host_delivery_count
+        from emulators.functions_host.settlement import host_delivery_count
 
         [message] = messages
         input_data, metadata = service_bus_input(
@@ -338,7 +338,7 @@ class RealWorker:
 
     async def invoke_timer(self, trig: Any, *, past_due: bool, timeout: float | None) -> None:
         """Invoke a timer function once with the TimerInfo the host would send; raises on a failure status."""
-        from emulators.functions_host import next_occurrence
+        from emulators.functions_host.schedule import next_occurrence
 
         binding = trig.binding
         schedule = _resolve(str(binding.get("schedule", "")))
@@ -362,6 +362,29 @@ class RealWorker:
         response = await self.worker.invoke(trig.name, input_data, metadata, timeout=timeout)
         if response.result.status != StatusResult.Success:
             raise InvocationFailed(response)
+
+    async def invoke_http(
+        self, trig: Any, call: Any, timeout: float | None
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        """Invoke an HTTP function for one request (``call``: method, url, headers, query, route_params, body);
+        return the status, headers and body the host answers. Raises on a failure status (the host's 500)."""
+        input_data, metadata = http_input(
+            arg_name=trig.arg_name,
+            function_name=trig.name,
+            method=call.method,
+            url=call.url,
+            headers=call.headers,
+            query=call.query,
+            route_params=call.route_params,
+            body=call.body,
+        )
+        response = await self.worker.invoke(trig.name, input_data, metadata, timeout=timeout)
+        if response.result.status != StatusResult.Success:
+            raise InvocationFailed(response)
+        from emulators.functions_host.http_triggers import set_cookie_header
+
+        status, headers, body, cookies = http_answer(response.return_value)
+        return status, headers + [("Set-Cookie", set_cookie_header(**cookie)) for cookie in cookies], body
 
     def stop(self) -> None:
         self.worker.stop()

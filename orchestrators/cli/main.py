@@ -4,7 +4,6 @@
     plan FILE     the dry run, locally, as a table (no Graph, no Service Bus)
     events        follow a subscription of the events topic and print each event as it arrives
     browse ID     list what a browse session shows (top level, or a folder with --item-key) as a table
-    demo          everything local: Graph emulator, Service Bus stand-in, Azurite, the app, a sample incident
 
 Settings come from the environment, or from a `local.settings.json`-style file given with --settings.
 """
@@ -302,9 +301,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_browse.add_argument("--item-key", help="the itemKey of a folder or library to list (default: top level)")
     p_browse.add_argument("--page-size", type=_positive, help="items per page (default: Graph's)")
     p_browse.add_argument("--all", action="store_true", help="follow every page to the end (default: the first)")
-    p_demo = sub.add_parser("demo", help="run everything locally with a sample incident")
-    p_demo.add_argument("--drives", type=int, default=120)
-    p_demo.add_argument("--artifacts", type=int, default=120)
     args = parser.parse_args(argv)
     _load_settings_file(args.settings)
 
@@ -320,9 +316,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return asyncio.run(browse_listing(Settings.from_env(), args.session_id, args.item_key,
                                           page_size=args.page_size, all_pages=args.all))
-    if args.command == "demo":
-        from orchestrators.demo import run_demo
-
-        return asyncio.run(run_demo(drives=args.drives, artifacts=args.artifacts))
     parser.error(f"unknown command {args.command}")
     return 2

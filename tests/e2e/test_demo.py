@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.timeout(240)
 def test_the_demo_restores_a_sample_incident_from_request_to_completion():
-    run = subprocess.run([sys.executable, "-m", "orchestrators", "demo"], cwd=ROOT, capture_output=True, text=True,
+    run = subprocess.run([sys.executable, "-m", "emulators.demo"], cwd=ROOT, capture_output=True, text=True,
                          timeout=220, check=False)
     assert run.returncode == 0, run.stderr[-3000:]
     out = run.stdout

@@ -325,13 +325,13 @@ def test_the_host_runner_stops_with_invocations_in_flight(spawn, bus_load, tmp_p
     assert not child.group_alive()
 
 
-# --------------------------------------------------------------------------- python -m orchestrators demo
+# --------------------------------------------------------------------------- python -m emulators.demo
 
 
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("sig", SIGNALS)
 def test_the_demo_stops_mid_run_and_takes_azurite_with_it(spawn, sig) -> None:
-    child = spawn("-m", "orchestrators", "demo")
+    child = spawn("-m", "emulators.demo")
     child.line_matching(r"sending it to the restore-requests queue", timeout=180)
     time.sleep(0.5)  # the request is being handled: Graph calls, ledger writes, events, the tracker to come
     code, elapsed = child.stop_with(sig)

@@ -10,33 +10,11 @@ from typing import Any
 import pytest
 
 from emulators.servicebus import ServiceBusStandIn
+from tests.support.servicebus_config import config, queue
 
 SAMPLE_APP = Path(__file__).resolve().parent / "worker_sample_app.py"
-
-
-def _queue(name: str) -> dict[str, Any]:
-    return {
-        "Name": name,
-        "Properties": {
-            "LockDuration": "PT5S",
-            "MaxDeliveryCount": 3,
-            "RequiresDuplicateDetection": False,
-            "DuplicateDetectionHistoryTimeWindow": "PT20S",
-            "DefaultMessageTimeToLive": "PT1H",
-            "DeadLetteringOnMessageExpiration": False,
-            "RequiresSession": False,
-            "ForwardTo": "",
-            "ForwardDeadLetteredMessagesTo": "",
-        },
-    }
-
-
-CONFIG: dict[str, Any] = {
-    "UserConfig": {
-        "Namespaces": [{"Name": "sbemulatorns", "Queues": [_queue("sample-q"), _queue("sample-bin")], "Topics": []}],
-        "Logging": {"Type": "File"},
-    }
-}
+#: Two queues for the sample app, with a lock long enough for the worker library's first invocation.
+CONFIG: dict[str, Any] = config(queues=[queue(name, LockDuration="PT5S") for name in ("sample-q", "sample-bin")])
 
 
 @pytest.fixture(autouse=True)

@@ -9,92 +9,41 @@ from typing import Any
 import pytest
 
 from emulators.servicebus import ServiceBusStandIn
+from tests.support.servicebus_config import config, queue, subscription
 
-
-def _props(**overrides: Any) -> dict[str, Any]:
-    props: dict[str, Any] = {
-        "LockDuration": "PT2S",
-        "MaxDeliveryCount": 3,
-        "RequiresDuplicateDetection": False,
-        "DuplicateDetectionHistoryTimeWindow": "PT20S",
-        "DefaultMessageTimeToLive": "PT1H",
-        "DeadLetteringOnMessageExpiration": False,
-        "RequiresSession": False,
-        "ForwardTo": "",
-        "ForwardDeadLetteredMessagesTo": "",
-    }
-    props.update(overrides)
-    return props
-
-
-TEST_CONFIG: dict[str, Any] = {
-    "UserConfig": {
-        "Namespaces": [
-            {
-                "Name": "sbemulatorns",
-                "Queues": [
-                    {"Name": "q", "Properties": _props()},
-                    {"Name": "q2", "Properties": _props()},
-                    {"Name": "long", "Properties": _props(LockDuration="PT1M", MaxDeliveryCount=10)},
-                    {"Name": "dup", "Properties": _props(RequiresDuplicateDetection=True)},
-                    {
-                        "Name": "dupshort",
-                        "Properties": _props(
-                            RequiresDuplicateDetection=True, DuplicateDetectionHistoryTimeWindow="PT1S"
-                        ),
-                    },
-                    {
-                        "Name": "ttl",
-                        "Properties": _props(DefaultMessageTimeToLive="PT1S", DeadLetteringOnMessageExpiration=True),
-                    },
-                    {"Name": "fwd", "Properties": _props(ForwardTo="q2")},
-                    {"Name": "host-q", "Properties": _props(LockDuration="PT2S", MaxDeliveryCount=3)},
-                    {"Name": "host-q2", "Properties": _props(LockDuration="PT2S", MaxDeliveryCount=3)},
-                ],
-                "Topics": [
-                    {
-                        "Name": "events",
-                        "Properties": {
-                            "RequiresDuplicateDetection": True,
-                            "DuplicateDetectionHistoryTimeWindow": "PT10M",
-                        },
-                        "Subscriptions": [
-                            {"Name": "all", "Properties": _props(), "Rules": []},
-                            {"Name": "audit", "Properties": _props(), "Rules": []},
-                            {
-                                "Name": "created",
-                                "Properties": _props(),
-                                "Rules": [
-                                    {
-                                        "Name": "only-created",
-                                        "Properties": {
-                                            "FilterType": "Correlation",
-                                            "CorrelationFilter": {"Label": "restore.session.created"},
-                                        },
-                                    }
-                                ],
-                            },
-                            {
-                                "Name": "sql",
-                                "Properties": _props(),
-                                "Rules": [
-                                    {
-                                        "Name": "by-property",
-                                        "Properties": {
-                                            "FilterType": "Sql",
-                                            "SqlFilter": {"SqlExpression": "requestId = 'r-1'"},
-                                        },
-                                    }
-                                ],
-                            },
-                        ],
-                    }
-                ],
-            }
-        ],
-        "Logging": {"Type": "File"},
-    }
-}
+TEST_CONFIG: dict[str, Any] = config(
+    queues=[
+        queue("q"),
+        queue("q2"),
+        queue("long", LockDuration="PT1M", MaxDeliveryCount=10),
+        queue("dup", RequiresDuplicateDetection=True),
+        queue("dupshort", RequiresDuplicateDetection=True, DuplicateDetectionHistoryTimeWindow="PT1S"),
+        queue("ttl", DefaultMessageTimeToLive="PT1S", DeadLetteringOnMessageExpiration=True),
+        queue("fwd", ForwardTo="q2"),
+        queue("host-q", LockDuration="PT2S", MaxDeliveryCount=3),
+        queue("host-q2", LockDuration="PT2S", MaxDeliveryCount=3),
+    ],
+    topics=[
+        {
+            "Name": "events",
+            "Properties": {"RequiresDuplicateDetection": True, "DuplicateDetectionHistoryTimeWindow": "PT10M"},
+            "Subscriptions": [
+                subscription("all"),
+                subscription("audit"),
+                subscription(
+                    "created",
+                    rules=[{"Name": "only-created", "Properties": {
+                        "FilterType": "Correlation", "CorrelationFilter": {"Label": "restore.session.created"}}}],
+                ),
+                subscription(
+                    "sql",
+                    rules=[{"Name": "by-property", "Properties": {
+                        "FilterType": "Sql", "SqlFilter": {"SqlExpression": "requestId = 'r-1'"}}}],
+                ),
+            ],
+        }
+    ],
+)
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,7 @@ from azure.functions.servicebus import ServiceBusMessage as FuncMessage
 from azure.servicebus import ServiceBusMessage
 from azure.servicebus.aio import ServiceBusClient
 
-from emulators.functions_host import FunctionsHost, HostOptions, next_occurrence
+from emulators.functions_host import FunctionsHost, HostOptions
 from emulators.servicebus import ServiceBusStandIn
 from tests.emulators.servicebus import sample_function_app as sample
 
@@ -129,14 +129,6 @@ def test_host_json_defaults_and_overrides(tmp_path) -> None:
     assert HostOptions.load(
         {"extensions": {"serviceBus": {"maxAutoLockRenewalDuration": "-00:00:00.001"}}}
     ).max_auto_lock_renewal_duration == float("inf")
-
-
-def test_ncrontab() -> None:
-    start = dt.datetime(2026, 1, 1, 0, 0, 7)
-    assert next_occurrence("0 */5 * * * *", start) == dt.datetime(2026, 1, 1, 0, 5, 0)
-    assert next_occurrence("*/10 * * * * *", start) == dt.datetime(2026, 1, 1, 0, 0, 10)
-    assert next_occurrence("0 30 9 * * mon", start) == dt.datetime(2026, 1, 5, 9, 30, 0)
-    assert next_occurrence("00:01:00", start) == dt.datetime(2026, 1, 1, 0, 1, 7)
 
 
 def test_function_message_is_the_full_fidelity_class() -> None:

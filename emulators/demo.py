@@ -2,11 +2,15 @@
 
 Starts the Graph Backup Storage emulator, the Service Bus stand-in and Azurite, runs `function_app` under
 the host runner with the Functions host's settlement rules, sends a sample incident request and prints
-the events as they arrive. Needs the repository checkout (the emulators are not deployed).
+the events as they arrive. It lives with the emulators because it needs them (they are not deployed); it is a
+client of the service like any other, so it uses the service's command line for the plan and the events.
+
+Run: ``python -m emulators.demo [--drives N] [--artifacts N]`` (``bash scripts/demo`` installs everything first).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -103,8 +107,9 @@ async def run_demo(drives: int = 120, artifacts: int = 120) -> int:
         "LEDGER_TABLE": "demoledger",
     }
     os.environ.update(settings)
+    # HTTP functions, if the app has any, on a free port: the demo does not call them, and 7071 may be taken.
     host = FunctionsHost("function_app", settings=settings, host_json=str(ROOT / "host.json"),
-                         stop_timeout=STOP_TIMEOUT_SECONDS)
+                         stop_timeout=STOP_TIMEOUT_SECONDS, http_port=0)
     seen: list[dict[str, Any]] = []
     follower: asyncio.Task[Any] | None = None
     try:
@@ -188,3 +193,16 @@ async def run_demo(drives: int = 120, artifacts: int = 120) -> int:
             graph.stop()
             azurite.stop()
             interrupt.remove()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m emulators.demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--drives", type=int, default=120, help="OneDrives in the emulated tenant")
+    parser.add_argument("--artifacts", type=int, default=120, help="restore points in the sample request")
+    args = parser.parse_args(argv)
+    return asyncio.run(run_demo(drives=args.drives, artifacts=args.artifacts))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
