@@ -12,41 +12,42 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from orchestrators.adapters.graph import GraphGateway, parse_graph_time
-from orchestrators.adapters.tables.activation_store import (
+from orchestrators.activation.records import (
     ACTIVATED,
     QUEUED,
     RESERVED,
     TERMINAL_STATUSES,
-    ActivationLedger,
+    ActivationState,
     QueuedSession,
     Slots,
     TrackedSession,
     order_key,
 )
-from orchestrators.adapters.tables.ledger import BatchRecord, Ledger
+from orchestrators.adapters.graph import GraphGateway, parse_graph_time
+from orchestrators.adapters.tables.activation_store import ActivationLedger
+from orchestrators.adapters.tables.ledger import Ledger
+from orchestrators.adapters.tables.records import optimistic_update
+from orchestrators.contracts import MAX_SESSION_IDS as MAX_SESSION_IDS  # re-exported: it moved to the contract
+from orchestrators.contracts import ActivationRequest as ActivationRequest
 from orchestrators.contracts import (
     CloudEvent,
     best_effort_request_id,
     decode_body,
     echo_body,
-    is_id_text,
-    is_request_id,
-    text_field_problem,
+    parse_activation_request,
 )
 from orchestrators.kernel.errors import Contended, FieldError, GraphError, GraphRefused, Rejected, RetryLater
 from orchestrators.kernel.last_resort import is_transient, unprocessable_event
 from orchestrators.kernel.messages import InboundMessage
 from orchestrators.kernel.settings import Settings
+from orchestrators.restore.records import BatchRecord
 
 log = logging.getLogger(__name__)
-
-MAX_SESSION_IDS = 1000
 
 
 class _Outcome:
@@ -55,13 +56,6 @@ class _Outcome:
     RETRY = "retry"
     UNKNOWN = "unknown"
     DROPPED = "dropped"
-
-
-@dataclass(frozen=True)
-class ActivationRequest:
-    key: str
-    request_id: str | None
-    session_ids: tuple[str, ...]
 
 
 def session_event(event_type: str, event_id: str, request_id: str, session_id: str, data: dict[str, Any],
@@ -89,58 +83,53 @@ class ActivationCoordinator:
     async def track_created(self, request_id: str, batches: Sequence[BatchRecord],
                             incident_id: str | None = None) -> list[TrackedSession]:
         """Start tracking every created session of a request (idempotent)."""
-        tracked: list[TrackedSession] = []
-        for batch in batches:
-            if not batch.session_id:
-                continue
-            created = parse_graph_time(batch.created_date_time) or datetime.now(UTC)
-            tracked.append(await self.store.track(TrackedSession(
-                batch.session_id, request_id, batch.index, status=batch.session_status or "draft",
-                created_at=created, incident_id=incident_id)))
-        return tracked
+        sessions = [TrackedSession(batch.session_id, request_id, batch.index, status=batch.session_status or "draft",
+                                   created_at=parse_graph_time(batch.created_date_time) or datetime.now(UTC),
+                                   incident_id=incident_id)
+                    for batch in batches if batch.session_id]
+        return await self.store.track_many(sessions)
 
     async def queue(self, sessions: Sequence[TrackedSession], requested_at: datetime) -> dict[str, list[str]]:
         """Put draft sessions in the activation queue, once each. Returns what happened to each session."""
         report: dict[str, list[str]] = {"queued": [], "alreadyQueued": [], "alreadyActivated": [], "notDraft": []}
         for session in sessions:
-            for _ in range(5):
-                if session.activation == ACTIVATED or session.activation == RESERVED:
-                    report["alreadyActivated"].append(session.session_id)
-                    break
-                if session.status != "draft":
-                    report["notDraft"].append(session.session_id)
-                    break
-                key = session.queue_key or order_key(requested_at, session.request_id, session.index)
-                if session.activation == QUEUED:
-                    report["alreadyQueued"].append(session.session_id)
-                else:
-                    try:
-                        session = await self.store.update_tracked(replace(session, activation=QUEUED, queue_key=key))
-                    except Contended:
-                        fresh = await self.store.tracked(session.session_id)
-                        if fresh is None:
-                            break
-                        session = fresh
-                        continue
-                    report["queued"].append(session.session_id)
+            def mark_queued(current: TrackedSession) -> TrackedSession | None:
+                if current.activation in (ACTIVATED, RESERVED, QUEUED) or current.status != "draft":
+                    return None
+                key = current.queue_key or order_key(requested_at, current.request_id, current.index)
+                return replace(current, activation=QUEUED, queue_key=key)
+
+            before = session.activation
+            session = await optimistic_update(self._reader(session), mark_queued, self.store.update_tracked,
+                                              what=f"tracking row of {session.session_id}", attempts=5)
+            if session.activation in (ACTIVATED, RESERVED):
+                report["alreadyActivated"].append(session.session_id)
+            elif session.activation != QUEUED:
+                report["notDraft"].append(session.session_id)
+            else:
+                report["alreadyQueued" if before == QUEUED else "queued"].append(session.session_id)
                 # Re-creating a queue row that exists is a no-op, so a crash between the two writes heals here.
-                await self.store.enqueue(QueuedSession(key, session.session_id, session.request_id, session.index))
-                break
+                assert session.queue_key
+                await self.store.enqueue(QueuedSession(session.queue_key, session.session_id, session.request_id,
+                                                       session.index))
         return report
+
+    def _reader(self, session: TrackedSession) -> Callable[[], Awaitable[TrackedSession]]:
+        """Reads the session's tracking row, starting from the copy in hand (saves a read when it is fresh)."""
+        first = [session]
+
+        async def read() -> TrackedSession:
+            if first:
+                return first.pop()
+            return await self.store.tracked(session.session_id) or session
+
+        return read
 
     # -- admission ----------------------------------------------------------------------------------
 
     async def _update_slots(self, change: Callable[[Slots], Slots | None]) -> Slots:
-        for _ in range(50):
-            slots = await self.store.read_slots()
-            changed = change(slots)
-            if changed is None:
-                return slots
-            try:
-                return await self.store.write_slots(changed)
-            except Contended:
-                await asyncio.sleep(0.01)
-        raise Contended("the activation slots are too contended")
+        return await optimistic_update(self.store.read_slots, change, self.store.write_slots,
+                                       what="the activation slots")
 
     async def release(self, session_id: str) -> None:
         def drop(slots: Slots) -> Slots | None:
@@ -265,15 +254,10 @@ class ActivationCoordinator:
         return fresh
 
     async def _save(self, session: TrackedSession) -> TrackedSession:
-        for _ in range(5):
-            try:
-                return await self.store.update_tracked(session)
-            except Contended:
-                fresh = await self.store.tracked(session.session_id)
-                if fresh is None:
-                    return session
-                session = replace(session, etag=fresh.etag)
-        raise Contended(f"tracking row of {session.session_id} keeps changing")
+        """Write our view of the session over whatever version is stored (its fields are ours to decide)."""
+        return await optimistic_update(self._reader(session), lambda fresh: replace(session, etag=fresh.etag),
+                                       self.store.update_tracked, what=f"tracking row of {session.session_id}",
+                                       attempts=5)
 
     async def _requeue(self, session: TrackedSession) -> None:
         key = session.queue_key or order_key(datetime.now(UTC), session.request_id, session.index)
@@ -283,7 +267,7 @@ class ActivationCoordinator:
 
     async def _refused(self, session: TrackedSession, error: GraphError) -> None:
         log.error("Graph refused to activate %s: %s %s", session.session_id, error.code, error.message)
-        await self._save(replace(session, activation="refused"))
+        await self._save(replace(session, activation=ActivationState.REFUSED))
         await self.release(session.session_id)
         await self.publisher.publish([session_event(
             "restore.session.failed", f"{session.request_id}:session:{session.index}:activation-failed",
@@ -293,42 +277,6 @@ class ActivationCoordinator:
 
 # ---------------------------------------------------------------------------------------------------
 # The activation_requests queue: approvals by requestId or by session ids
-
-
-def parse_activation_request(document: Any, message_id: str | None) -> ActivationRequest:
-    if not isinstance(document, dict):
-        raise Rejected([FieldError("(body)", "must be a JSON object with requestId or sessionIds")])
-    errors: list[FieldError] = []
-    for name in sorted(set(document) - {"requestId", "sessionIds", "incidentId", "requestedBy", "reason"}):
-        errors.append(FieldError(name, "is not a field of an activation request (check the spelling)"))
-    request_id = document.get("requestId")
-    session_ids = document.get("sessionIds")
-    if request_id is not None and not is_request_id(request_id):
-        errors.append(FieldError("requestId", "must be 1 to 128 characters of letters, digits and . _ : -"))
-    for name, limit in (("incidentId", 128), ("requestedBy", 256), ("reason", 1024)):
-        problem = text_field_problem(document.get(name), limit, printable=name == "incidentId")
-        if problem:
-            errors.append(FieldError(name, problem))
-    if (request_id is None) == (session_ids is None):
-        errors.append(FieldError("(body)", "give either requestId (every draft session of that restore request) "
-                                           "or sessionIds, not both and not neither"))
-    ids: list[str] = []
-    if session_ids is not None:
-        if not isinstance(session_ids, list) or not 1 <= len(session_ids) <= MAX_SESSION_IDS:
-            errors.append(FieldError("sessionIds", f"must be an array of 1 to {MAX_SESSION_IDS} session ids"))
-        else:
-            for position, value in enumerate(session_ids):
-                if not isinstance(value, str) or not value.strip() or len(value) > 128:
-                    errors.append(FieldError(f"sessionIds[{position}]", "must be a non-empty session id"))
-                elif not is_id_text(value, 128):
-                    errors.append(FieldError(f"sessionIds[{position}]", "must be a session id: printable "
-                                                                         "characters without spaces or / \\ # ?"))
-                elif value not in ids:
-                    ids.append(value)
-    if errors:
-        raise Rejected(errors)
-    key = request_id if isinstance(request_id, str) else (message_id or "unknown")
-    return ActivationRequest(key, request_id if isinstance(request_id, str) else None, tuple(ids))
 
 
 class ActivationRequestOrchestrator:

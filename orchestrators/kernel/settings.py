@@ -94,6 +94,8 @@ class Settings:
     step_lease_seconds: float = 180.0
     #: How long an attempt waits for steps another worker holds before scheduling a copy for later.
     step_wait_seconds: float = 60.0
+    #: At most this many draft sessions' artifacts are listed by one attempt to find lost creates.
+    reconcile_max_listings: int = 200
     graph_timeout_seconds: float = 60.0
     reconcile_window_seconds: float = 900.0
     event_max_bytes: int = 240_000
@@ -154,6 +156,7 @@ class Settings:
             retry_max_delay_seconds=reader.number("RETRY_MAX_DELAY_SECONDS", 900.0, 0.0, 86_400.0),
             step_lease_seconds=reader.number("STEP_LEASE_SECONDS", 180.0, 10.0, 3600.0),
             step_wait_seconds=reader.number("STEP_WAIT_SECONDS", 60.0, 0.0, 600.0),
+            reconcile_max_listings=reader.integer("RECONCILE_MAX_LISTINGS", 200, 1, 10_000),
             graph_throttle_wait_limit_seconds=reader.number(
                 "GRAPH_THROTTLE_WAIT_LIMIT_SECONDS", 30.0, 0.0, 600.0
             ),

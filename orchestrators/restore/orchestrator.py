@@ -329,7 +329,8 @@ class RestoreOrchestrator:
         actions = BatchCreation(self, {b.session_id for b in batches if b.session_id},
                                 _DraftCache(self.graph, min((b.creating_since for b in batches
                                                              if b.state == StepState.ACTING and b.creating_since),
-                                                            default=None)))
+                                                            default=None),
+                                            max_listings=self.settings.reconcile_max_listings))
         owner = new_owner()
 
         async def settle(batch: BatchRecord) -> BatchRecord:
@@ -533,13 +534,7 @@ class BatchCreation:
         points = set(batch.remaining_points)
         app_id = getattr(self.graph, "application_id", None)
         unknown: list[str] = []
-        for draft in await self.drafts.sessions():
-            if draft.session_id in self.known_sessions:
-                continue
-            if draft.artifact_total is not None and draft.artifact_total != len(points):
-                continue
-            if app_id and draft.application_id and draft.application_id != app_id:
-                continue
+        for draft in candidate_drafts(await self.drafts.sessions(), batch, len(points), self.known_sessions, app_id):
             listed = await self.drafts.restore_point_ids(draft.session_id)
             if listed is None:
                 unknown.append(draft.session_id)
@@ -587,6 +582,31 @@ class BatchCreation:
         return again(replace(batch, excluded=batch.excluded + tuple(bad), error=error.to_json()))
 
 
+def candidate_drafts(drafts: Sequence[Any], batch: BatchRecord, artifact_count: int, known: set[str],
+                     app_id: str | None) -> list[Any]:
+    """The drafts that can be this batch's lost session, from what the session list already says: not a
+    session this request recorded, by this app, holding as many artifacts as the batch, created between the
+    batch's mark and the end of its lease (give or take the clock margin). Nearest the mark first, so the
+    batches marked together find theirs in few listings."""
+    since = batch.creating_since
+    until = batch.lease_until
+
+    def fits(draft: Any) -> bool:
+        if draft.session_id in known:
+            return False
+        if draft.artifact_total is not None and draft.artifact_total != artifact_count:
+            return False
+        if app_id and draft.application_id and draft.application_id != app_id:
+            return False
+        created = draft.created_date_time
+        if created is not None and since is not None and created < since - CLOCK_SKEW:
+            return False
+        return not (created is not None and until is not None and created > until + CLOCK_SKEW)
+
+    far = datetime.max.replace(tzinfo=UTC)
+    return sorted((d for d in drafts if fits(d)), key=lambda d: d.created_date_time or far)
+
+
 def _blame(points: Sequence[str], code: str) -> list[dict[str, Any]]:
     return [{"restorePointId": rp, "code": code} for rp in points]
 
@@ -600,23 +620,34 @@ async def _bounded(gate: asyncio.Semaphore, calls: list[Any]) -> list[Any]:
 
 
 class _DraftCache:
-    """The app's recent draft sessions, listed once per invocation however many batches need them."""
+    """The app's recent draft sessions, listed once per invocation however many batches need them, and their
+    artifacts, listed at most once per session (concurrent batches share one listing) and at most
+    `max_listings` times per invocation: a crash must not turn into thousands of calls under throttling."""
 
-    def __init__(self, graph: Graph, since: datetime | None) -> None:
+    def __init__(self, graph: Graph, since: datetime | None, max_listings: int = 200) -> None:
         self._graph = graph
         self._since = since
         self._sessions: list[Any] | None = None
-        self._points: dict[str, set[str] | None] = {}
+        self._points: dict[str, asyncio.Task[set[str] | None]] = {}
         self._lock = asyncio.Lock()
+        self.max_listings = max_listings
+        self.calls = 0  # Graph calls made to reconcile (the session list counts one)
 
     async def sessions(self) -> list[Any]:
         async with self._lock:
             if self._sessions is None:
                 since = (self._since or datetime.now(UTC)) - CLOCK_SKEW
                 self._sessions = await self._graph.draft_sessions_since(since)
+                self.calls += 1
             return self._sessions
 
     async def restore_point_ids(self, session_id: str) -> set[str] | None:
-        if session_id not in self._points:
-            self._points[session_id] = await self._graph.session_restore_point_ids(session_id)
-        return self._points[session_id]
+        task = self._points.get(session_id)
+        if task is None:
+            if len(self._points) >= self.max_listings:
+                raise RetryLater(GraphError(None, "ReconcileBudgetExhausted",
+                                            f"{len(self._points)} draft sessions compared without finding every "
+                                            "batch's; comparing more later"), after=60.0, outcome_unknown=True)
+            self.calls += 1
+            task = self._points[session_id] = asyncio.ensure_future(self._graph.session_restore_point_ids(session_id))
+        return await asyncio.shield(task)

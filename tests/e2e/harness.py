@@ -27,6 +27,7 @@ from orchestrators.app import runtime
 from orchestrators.app.runtime import Runtime
 from orchestrators.kernel.settings import Settings
 from tests.e2e import servicebus_backend
+from tests.support.event_contract import check_event
 
 ROOT = Path(__file__).resolve().parents[2]
 #: E2E_WORKER=real runs the app inside the Python worker library (azure-functions-runtime, Python 3.13+)
@@ -147,6 +148,7 @@ class Harness:
                 break
             for message in batch:
                 event = json.loads(b"".join(message.body))
+                check_event(event)  # every event the suite reads matches the published contract
                 event["_message"] = {
                     "message_id": message.message_id,
                     "correlation_id": message.correlation_id,

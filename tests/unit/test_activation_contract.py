@@ -3,7 +3,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from orchestrators.activation.coordinator import parse_activation_request
-from orchestrators.adapters.tables.activation_store import Slots, order_key
+from orchestrators.activation.records import Slots, order_key
 from orchestrators.kernel.errors import Rejected, redact
 
 
@@ -17,18 +17,19 @@ def test_an_approval_by_session_ids_is_keyed_by_the_message_and_drops_repeats():
     assert (command.key, command.request_id, command.session_ids) == ("msg-2", None, ("a", "b"))
 
 
-@pytest.mark.parametrize(
-    ("document", "field"),
-    [
-        ({}, "(body)"),
-        ({"requestId": "r", "sessionIds": ["a"]}, "(body)"),
-        ({"sessionIds": []}, "sessionIds"),
-        ({"sessionIds": ["ok", ""]}, "sessionIds[1]"),
-        ({"requestId": "has space"}, "requestId"),
-        ({"requestId": "r", "approve": True}, "approve"),
-        (["r"], "(body)"),
-    ],
-)
+#: Bad approvals and the field each names (also a corpus for tests/unit/test_schemas.py).
+BAD_APPROVALS = [
+    ({}, "(body)"),
+    ({"requestId": "r", "sessionIds": ["a"]}, "(body)"),
+    ({"sessionIds": []}, "sessionIds"),
+    ({"sessionIds": ["ok", ""]}, "sessionIds[1]"),
+    ({"requestId": "has space"}, "requestId"),
+    ({"requestId": "r", "approve": True}, "approve"),
+    (["r"], "(body)"),
+]
+
+
+@pytest.mark.parametrize(("document", "field"), BAD_APPROVALS)
 def test_bad_approvals_are_rejected_naming_the_field(document, field):
     with pytest.raises(Rejected) as caught:
         parse_activation_request(document, "m")

@@ -35,21 +35,25 @@ def test_a_hundred_restore_points_are_accepted_and_a_hundred_and_one_are_not():
     assert "at most 100" in problems["restorePointIds"]
 
 
+#: Bad browse requests, the field named and words of its message (also a corpus for tests/unit/test_schemas.py).
+BAD_BROWSE_REQUESTS = [
+    ({"restorePointIds": ["a"], "restorePointId": "a"}, "restorePointId", "not a field"),
+    ({"requestId": "r"}, "restorePointIds", "is required"),
+    ({"restorePointIds": []}, "restorePointIds", "at least one"),
+    ({"restorePointIds": "a"}, "restorePointIds", "must be an array"),
+    ({"restorePointIds": ["a", ""]}, "restorePointIds[1]", "non-empty string"),
+    ({"restorePointIds": ["  "]}, "restorePointIds[0]", "non-empty string"),
+    ({"restorePointIds": [7]}, "restorePointIds[0]", "non-empty string"),
+    ({"restorePointIds": ["x" * 257]}, "restorePointIds[0]", "at most 256"),
+    ({"requestId": "has space", "restorePointIds": ["a"]}, "requestId", "1 to 128 characters"),
+    ({"incidentId": "tab\there", "restorePointIds": ["a"]}, "incidentId", "printable"),
+    ({"incidentId": 4711, "restorePointIds": ["a"]}, "incidentId", "must be a string"),
+]
+
+
 @pytest.mark.parametrize(
     ("doc", "field", "words"),
-    [
-        ({"restorePointIds": ["a"], "restorePointId": "a"}, "restorePointId", "not a field"),
-        ({"requestId": "r"}, "restorePointIds", "is required"),
-        ({"restorePointIds": []}, "restorePointIds", "at least one"),
-        ({"restorePointIds": "a"}, "restorePointIds", "must be an array"),
-        ({"restorePointIds": ["a", ""]}, "restorePointIds[1]", "non-empty string"),
-        ({"restorePointIds": ["  "]}, "restorePointIds[0]", "non-empty string"),
-        ({"restorePointIds": [7]}, "restorePointIds[0]", "non-empty string"),
-        ({"restorePointIds": ["x" * 257]}, "restorePointIds[0]", "at most 256"),
-        ({"requestId": "has space", "restorePointIds": ["a"]}, "requestId", "1 to 128 characters"),
-        ({"incidentId": "tab\there", "restorePointIds": ["a"]}, "incidentId", "printable"),
-        ({"incidentId": 4711, "restorePointIds": ["a"]}, "incidentId", "must be a string"),
-    ],
+    BAD_BROWSE_REQUESTS,
     ids=["unknown-field", "missing-list", "empty-list", "not-a-list", "empty-id", "blank-id", "number-id",
          "257-chars", "bad-request-id", "unprintable-incident", "numeric-incident"],
 )

@@ -167,3 +167,27 @@ def test_an_event_too_large_for_service_bus_is_cut_down_keeping_its_scalars():
     assert small.data["truncated"] is True and small.data["truncatedLists"] == {"remaining": 200}
     assert small.id == event.id
     assert shrink_to_fit(small, 240_000) is small  # what fits is left alone
+
+
+def test_unknown_fields_come_first_by_name_then_the_fields_in_the_contracts_order():
+    problems = _problems({"zeta": 1, "requestId": "bad id", "alpha": 2, "activate": "no",
+                          "artifacts": [{"restorePointId": "a", "x": 1}, {"restorePointId": ""}]})
+    assert list(problems) == ["alpha", "zeta", "requestId", "activate", "artifacts[0].x",
+                              "artifacts[1].restorePointId"]
+
+
+def test_more_than_fifty_problems_are_listed_as_fifty_and_a_count():
+    with pytest.raises(Rejected) as caught:
+        _parse({"artifacts": [{"restorePointId": ""}] * 80})
+    errors = caught.value.errors
+    assert len(errors) == 51 and errors[-1].field == "(more)" and "30 further problems" in errors[-1].message
+    assert [e.field for e in errors[:2]] == ["artifacts[0].restorePointId", "artifacts[1].restorePointId"]
+
+
+def test_a_destination_is_judged_only_for_a_usable_restore_point():
+    problems = _problems({"artifacts": [{"restorePointId": "a/b", "destinationType": "elsewhere"}]})
+    assert set(problems) == {"artifacts[0].restorePointId"}
+
+
+def test_a_request_that_is_not_an_object_is_rejected_as_a_whole():
+    assert _problems(["a"]) == {"(body)": "must be a JSON object, got an array"}

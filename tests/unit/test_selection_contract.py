@@ -57,7 +57,8 @@ def test_short_times_and_other_zones_are_read_as_utc():
     assert selection.not_before == datetime(2026, 11, 19, 3, tzinfo=UTC)
 
 
-@pytest.mark.parametrize("selection, field, words", [
+#: Bad selections, the field named and words of its message (also a corpus for tests/unit/test_schemas.py).
+BAD_SELECTIONS = [
     ({"users": ["a@b.c"]}, "selection.pointInTime", "required"),
     ({"users": ["a@b.c"], "pointInTime": "2026-11-20T03:00:00"}, "selection.pointInTime", "zone"),
     ({"users": ["a@b.c"], "pointInTime": "yesterday"}, "selection.pointInTime", "ISO 8601"),
@@ -71,10 +72,18 @@ def test_short_times_and_other_zones_are_read_as_utc():
     ({"users": [f"u{i}@b.c" for i in range(60)], "protectionUnitIds": [f"pu{i}" for i in range(41)],
       "pointInTime": PIT}, "selection", "at most 100"),
     ("alice@contoso.com", "selection", "object"),
-])
+]
+
+
+@pytest.mark.parametrize("selection, field, words", BAD_SELECTIONS)
 def test_a_bad_selection_is_rejected_naming_the_field(selection, field, words):
     problems = _problems(selection)
     assert words in problems[field], problems
+
+
+@pytest.mark.parametrize("when", ["\u0662\u0660\u0662\u0666-11-20T03:00:00Z", "2026-11-20T03:00:00+05:60"])
+def test_instants_are_written_in_ascii_digits_with_zone_minutes_below_sixty(when):
+    assert "selection.pointInTime" in _problems({"users": ["a@b.c"], "pointInTime": when})
 
 
 def test_artifacts_and_selection_together_are_rejected():
