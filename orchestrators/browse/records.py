@@ -4,25 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
-from orchestrators.kernel.step import Intent, StepState
+from orchestrators.kernel.step import LeasedRecord, StepState
 
 
 @dataclass(frozen=True)
-class BrowseRecord:
+class BrowseRecord(LeasedRecord):
     """The step's `planned -> creating -> created | failed`, and, once created, what Graph last said about the
     session (its own `creating -> created | failed`)."""
 
     request_id: str
     restore_point_id: str
-    state: StepState = StepState.PLANNED
     session_id: str | None = None
     session_status: str | None = None
-    creating_since: datetime | None = None
-    owner: str | None = None
-    lease_until: datetime | None = None
     created_date_time: str | None = None
     expiration_date_time: str | None = None
     restore_point_date_time: str | None = None
@@ -41,14 +36,6 @@ class BrowseRecord:
     def settled(self) -> bool:
         """Nothing more to do: refused, failed, or created and no longer `creating` in Graph."""
         return self.state == StepState.FAILED or (self.state == StepState.DONE and self.session_status != "creating")
-
-    @property
-    def intent(self) -> Intent:
-        return Intent(self.state, self.creating_since, self.owner, self.lease_until)
-
-    def with_intent(self, intent: Intent) -> BrowseRecord:
-        return dataclasses.replace(self, state=intent.state, creating_since=intent.since, owner=intent.owner,
-                                   lease_until=intent.lease_until)
 
     def with_session(self, session: Any) -> BrowseRecord:
         """What Graph now says about the session (status, expiry, size, drive)."""

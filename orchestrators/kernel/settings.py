@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlparse
 
 if TYPE_CHECKING:
@@ -288,6 +288,9 @@ def _ledger_identity(env: Mapping[str, str], prefix: str) -> LedgerIdentitySetti
     return LedgerIdentitySettings(endpoint.rstrip("/"), value("clientId"))
 
 
+N = TypeVar("N", int, float)
+
+
 class _Reader:
     def __init__(self, env: Mapping[str, str]) -> None:
         self.env = env
@@ -324,25 +327,19 @@ class _Reader:
         return value
 
     def integer(self, name: str, default: int, low: int, high: int) -> int:
-        raw = self._raw(name)
-        if raw is None:
-            return default
-        try:
-            value = int(raw)
-        except ValueError:
-            raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
-        if not low <= value <= high:
-            raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
-        return value
+        return self._ranged(name, default, low, high, int, "an integer")
 
     def number(self, name: str, default: float, low: float, high: float) -> float:
+        return self._ranged(name, default, low, high, float, "a number")
+
+    def _ranged(self, name: str, default: N, low: N, high: N, parse: Callable[[str], N], kind: str) -> N:
         raw = self._raw(name)
         if raw is None:
             return default
         try:
-            value = float(raw)
+            value = parse(raw)
         except ValueError:
-            raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+            raise SettingsError(f"{name} must be {kind}, got {raw!r}") from None
         if not low <= value <= high:
             raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
         return value

@@ -56,6 +56,25 @@ class Intent:
         return self.state is StepState.ACTING and self.lease_until is not None and self.lease_until > now
 
 
+@dataclass(frozen=True, kw_only=True)
+class LeasedRecord:
+    """The step's part of a record, in the field names of the first version's rows; a record kind is a frozen
+    dataclass that extends this one with its own fields."""
+
+    state: StepState = StepState.PLANNED
+    creating_since: datetime | None = None
+    owner: str | None = None
+    lease_until: datetime | None = None
+
+    @property
+    def intent(self) -> Intent:
+        return Intent(self.state, self.creating_since, self.owner, self.lease_until)
+
+    def with_intent(self, intent: Intent) -> Self:
+        return dataclasses.replace(self, state=intent.state, creating_since=intent.since,  # type: ignore[type-var]
+                                   owner=intent.owner, lease_until=intent.lease_until)
+
+
 class StepRecord(Protocol):
     """A record a step works on: a frozen dataclass with an `intent` and the store's version in `etag`."""
 

@@ -2,27 +2,21 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
-from orchestrators.kernel.step import Intent, StepState
+from orchestrators.kernel.step import LeasedRecord, StepState
 
 
 @dataclass(frozen=True)
-class BatchRecord:
+class BatchRecord(LeasedRecord):
     request_id: str
     index: int
     destination_type: str
     restore_point_ids: tuple[str, ...]
-    state: StepState = StepState.PLANNED
     session_id: str | None = None
     session_status: str | None = None
     created_date_time: str | None = None
-    creating_since: datetime | None = None
-    owner: str | None = None
-    lease_until: datetime | None = None
     excluded: tuple[dict[str, Any], ...] = ()
     error: dict[str, Any] | None = None
     etag: str | None = field(default=None, compare=False)
@@ -35,11 +29,3 @@ class BatchRecord:
     @property
     def settled(self) -> bool:
         return self.state in (StepState.DONE, StepState.FAILED)
-
-    @property
-    def intent(self) -> Intent:
-        return Intent(self.state, self.creating_since, self.owner, self.lease_until)
-
-    def with_intent(self, intent: Intent) -> BatchRecord:
-        return dataclasses.replace(self, state=intent.state, creating_since=intent.since, owner=intent.owner,
-                                   lease_until=intent.lease_until)
