@@ -8,6 +8,7 @@ from orchestrators.kernel.settings import Settings
 # Fail at start-up, naming the setting, rather than on the first message of an incident.
 settings = Settings.from_env()
 runtime.configure(settings)
+runtime.prewarm()  # the SDK imports of the first invocation overlap the host's own start-up
 
 app = func.FunctionApp()
 

@@ -56,6 +56,14 @@ class EventPublisher:
         self._max_bytes = max_bytes
         self.published = 0
 
+    async def open(self) -> None:
+        """Open the sender's link ahead of the first publish (its AMQP handshake then overlaps other work)."""
+        async with self._turn:
+            try:
+                await self._sender.__aenter__()
+            except Exception as exc:  # the first publish opens it again, and says what is wrong
+                log.warning("could not open the events sender ahead of time: %s", exc)
+
     async def publish(self, events: Sequence[CloudEvent]) -> None:
         if not events:
             return

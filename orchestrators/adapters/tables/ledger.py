@@ -8,6 +8,7 @@ A browse request adds one `browse:<restorePointId>` row per restore point to its
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Sequence
@@ -102,6 +103,7 @@ class Ledger:
         self._table = table
         self._credential = credential  # closed with the ledger when the ledger made it
         self._table_ready = False
+        self._table_check: asyncio.Future[None] | None = None
 
     @classmethod
     def from_connection_string(cls, connection: str, table_name: str) -> Ledger:
@@ -140,8 +142,20 @@ class Ledger:
             await self._credential.close()
 
     async def ensure_table(self) -> None:
+        """Make sure the table exists, once per worker (a check started by `check_table_soon` is awaited)."""
         if self._table_ready:
             return
+        if self._table_check is None or (self._table_check.done() and self._table_check.exception() is not None):
+            self._table_check = asyncio.ensure_future(self._create_table())
+        await asyncio.shield(self._table_check)
+        self._table_ready = True
+
+    def check_table_soon(self) -> None:
+        """Start the table check now, so that it overlaps the first message's parsing and planning."""
+        if self._table_check is None and not self._table_ready:
+            self._table_check = asyncio.ensure_future(self._create_table())
+
+    async def _create_table(self) -> None:
         try:
             await self._table.create_table()
         except ResourceExistsError:
@@ -152,7 +166,6 @@ class Ledger:
             # An identity granted data access on this one table (as the deployment does) may not create
             # tables; the table is then provisioned with the account, and entity calls say if it is not.
             log.info("not allowed to create table %s; using it as provisioned", self._table.table_name)
-        self._table_ready = True
 
     # -- requests --------------------------------------------------------------------------------
 
