@@ -16,6 +16,8 @@ from azure.servicebus import ServiceBusMessage
 from azure.servicebus.aio import ServiceBusClient, ServiceBusSender
 
 from orchestrators.contracts import CLOUDEVENTS_CONTENT_TYPE, CloudEvent, encode_event, shrink_to_fit
+from orchestrators.contracts.events import stamped
+from orchestrators.kernel.clock import SYSTEM_CLOCK, Clock
 from orchestrators.kernel.settings import ServiceBusConnectionSettings
 
 log = logging.getLogger(__name__)
@@ -50,8 +52,9 @@ class EventPublisher:
     invocation on the worker shares this one, so sends take turns.
     """
 
-    def __init__(self, sender: ServiceBusSender, max_bytes: int = 240_000) -> None:
+    def __init__(self, sender: ServiceBusSender, max_bytes: int = 240_000, clock: Clock = SYSTEM_CLOCK) -> None:
         self._sender = sender
+        self._clock = clock
         self._turn = asyncio.Lock()
         self._max_bytes = max_bytes
         self.published = 0
@@ -71,7 +74,8 @@ class EventPublisher:
             await self._send(events)
 
     async def _send(self, events: Sequence[CloudEvent]) -> None:
-        events = [shrink_to_fit(e, self._max_bytes) for e in events]
+        now = self._clock.now()
+        events = [shrink_to_fit(stamped(e, now), self._max_bytes) for e in events]
         batch = await self._sender.create_message_batch()
         for event in events:
             message = to_service_bus_message(event)

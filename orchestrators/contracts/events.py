@@ -53,7 +53,9 @@ class CloudEvent:
             "source": EVENT_SOURCE,
             "type": self.type,
             "subject": self.subject,
-            "time": self.time or utc_now_iso(),
+            # Stamped by the publisher as it sends (building an event reads no clock); an unstamped event is sized
+            # with a stand-in of the same length.
+            "time": self.time or UNSTAMPED_TIME,
             "datacontenttype": "application/json",
             "data": self.data,
         }
@@ -67,6 +69,18 @@ class CloudEvent:
         # AMQP strings are UTF-8: a value that cannot be encoded would fail the whole send.
         return {k: v if v.isascii() else v.encode("utf-8", "replace").decode("utf-8")
                 for k, v in props.items()}
+
+
+UNSTAMPED_TIME = "0000-00-00T00:00:00.000Z"
+
+
+def stamped(event: CloudEvent, at: datetime) -> CloudEvent:
+    """The event with its `time` (kept if it has one already: a re-publish keeps the first)."""
+    return event if event.time else replace(event, time=iso_instant(at))
+
+
+def iso_instant(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def utc_now_iso() -> str:
