@@ -13,6 +13,7 @@ deterministic event ids let the topic drop what was already sent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -38,6 +39,9 @@ from orchestrators.kernel.settings import Settings
 from orchestrators.tracking.decisions import plan_pass, reserved_too_long
 
 log = logging.getLogger(__name__)
+
+#: How long a tracker run's lease lasts without renewal (renewed every third of it while the run goes on).
+TRACKER_LEASE_SECONDS = 30.0
 
 DELETED = "deleted"
 
@@ -68,15 +72,32 @@ class SessionTracker:
         self.bulk_outcomes = BulkOutcomeReporter(settings, graph, ledger, publisher)
 
     async def run(self, owner: str | None = None) -> TrackerReport:
+        """One run under the tracker lease. The lease is short and renewed while the run lasts, so a worker that
+        dies mid-run holds up the next run (and the activations it would make) for at most TRACKER_LEASE_SECONDS,
+        not for the whole time budget."""
         owner = owner or uuid.uuid4().hex
         budget = self.settings.tracker_time_budget_seconds
-        if not await self.store.acquire_lease(owner, timedelta(seconds=budget + 60)):
+        lease = timedelta(seconds=TRACKER_LEASE_SECONDS)
+        if not await self.store.acquire_lease(owner, lease):
             log.info("another tracker run holds the lease; skipping")
             return TrackerReport(lease_held=False)
+        renewal = asyncio.ensure_future(self._keep_lease(owner, lease))
         try:
             return await self._run(time.monotonic() + budget)
         finally:
+            renewal.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewal
             await self.store.release_lease(owner)
+
+    async def _keep_lease(self, owner: str, lease: timedelta) -> None:
+        while True:
+            await asyncio.sleep(lease.total_seconds() / 3)
+            try:
+                if not await self.store.acquire_lease(owner, lease):
+                    log.warning("the tracker lease was taken over; this run goes on, the next one waits")
+            except Exception as exc:  # the run goes on; at worst another run overlaps it, which is harmless
+                log.warning("could not renew the tracker lease: %s", exc)
 
     async def _run(self, deadline: float) -> TrackerReport:
         report = TrackerReport()
