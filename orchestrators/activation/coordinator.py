@@ -17,6 +17,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from orchestrators.activation.decisions import Admission, admission_window, reserve_next
 from orchestrators.activation.records import (
     ACTIVATED,
     QUEUED,
@@ -41,6 +42,7 @@ from orchestrators.contracts import (
     echo_body,
     parse_activation_request,
 )
+from orchestrators.kernel import tracing
 from orchestrators.kernel.errors import Contended, FieldError, GraphError, GraphRefused, Rejected, RetryLater
 from orchestrators.kernel.last_resort import is_transient, unprocessable_event
 from orchestrators.kernel.messages import InboundMessage
@@ -170,27 +172,21 @@ class ActivationCoordinator:
             async with gate:
                 return await self._activate(item)
 
-        for _ in range(100):
+        async def read() -> Admission:
             slots = await self.store.read_slots()
-            now = datetime.now(UTC)
-            if slots.backoff_until and slots.backoff_until > now:
+            window = admission_window(slots, cap, datetime.now(UTC))
+            head = await self.store.head_of_queue(window + len(slots.holders)) if window else []
+            return Admission(slots, head)
+
+        async def write(admission: Admission) -> Admission:
+            return replace(admission, slots=await self.store.write_slots(admission.slots))
+
+        for _ in range(100):
+            admission = await optimistic_update(read, lambda a: reserve_next(a, cap, datetime.now(UTC)), write,
+                                                what="the activation slots")
+            if not admission.reserved:
                 return activated
-            free = slots.free(cap)
-            if free == 0:
-                return activated
-            head = await self.store.head_of_queue(free + len(slots.holders))
-            candidates = [q for q in head if q.session_id not in slots.holders][:free]
-            if not candidates:
-                return activated
-            holders = dict(slots.holders)
-            for item in candidates:
-                holders[item.session_id] = {"state": "reserved", "since": now.isoformat(), "requestId": item.request_id,
-                                            "index": item.index, "queueKey": item.key}
-            try:
-                await self.store.write_slots(Slots(holders, None, slots.etag))
-            except Contended:
-                continue  # another worker took slots first: look again
-            outcomes = await asyncio.gather(*(activate(c) for c in candidates))
+            outcomes = await asyncio.gather(*(activate(c) for c in admission.reserved))
             activated += outcomes.count(_Outcome.ACTIVATED)
             if _Outcome.CAP_REACHED in outcomes or _Outcome.RETRY in outcomes:
                 return activated
@@ -283,6 +279,7 @@ class ActivationRequestOrchestrator:
     def __init__(self, coordinator: ActivationCoordinator) -> None:
         self.coordinator = coordinator
 
+    @tracing.in_invocation(links_requests=True)
     async def handle(self, message: InboundMessage) -> list[CloudEvent]:
         """An outage is raised (-> abandon, redelivery); any other failure is reported as a rejection."""
         try:
