@@ -42,6 +42,7 @@ from orchestrators.contracts import (
     echo_body,
     parse_activation_request,
 )
+from orchestrators.kernel import tracing
 from orchestrators.kernel.errors import Contended, FieldError, GraphError, GraphRefused, Rejected, RetryLater
 from orchestrators.kernel.last_resort import is_transient, unprocessable_event
 from orchestrators.kernel.messages import InboundMessage
@@ -278,6 +279,7 @@ class ActivationRequestOrchestrator:
     def __init__(self, coordinator: ActivationCoordinator) -> None:
         self.coordinator = coordinator
 
+    @tracing.in_invocation(links_requests=True)
     async def handle(self, message: InboundMessage) -> list[CloudEvent]:
         """An outage is raised (-> abandon, redelivery); any other failure is reported as a rejection."""
         try:

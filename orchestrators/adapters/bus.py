@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -17,6 +18,7 @@ from azure.servicebus.aio import ServiceBusClient, ServiceBusSender
 
 from orchestrators.contracts import CLOUDEVENTS_CONTENT_TYPE, CloudEvent, encode_event, shrink_to_fit
 from orchestrators.contracts.events import stamped
+from orchestrators.kernel import tracing
 from orchestrators.kernel.clock import SYSTEM_CLOCK, Clock
 from orchestrators.kernel.settings import ServiceBusConnectionSettings
 
@@ -52,8 +54,11 @@ class EventPublisher:
     invocation on the worker shares this one, so sends take turns.
     """
 
-    def __init__(self, sender: ServiceBusSender, max_bytes: int = 240_000, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(self, sender: ServiceBusSender, max_bytes: int = 240_000, clock: Clock = SYSTEM_CLOCK,
+                 trace_lookup: Callable[[str], Awaitable[str | None]] | None = None) -> None:
         self._sender = sender
+        self._trace_lookup = trace_lookup  # a request's recorded traceparent (the ledger's request row)
+        self._topic = str(getattr(sender, "_entity_name", None) or "restore-events")
         self._clock = clock
         self._turn = asyncio.Lock()
         self._max_bytes = max_bytes
@@ -70,8 +75,37 @@ class EventPublisher:
     async def publish(self, events: Sequence[CloudEvent]) -> None:
         if not events:
             return
-        async with self._turn:
-            await self._send(events)
+        events = await self._traced(events)
+        with tracing.span(f"send {self._topic}", "producer", {
+                "messaging.system": "servicebus", "messaging.operation.type": "send",
+                "messaging.operation.name": "send", "messaging.destination.name": self._topic,
+                "messaging.batch.message_count": len(events)}) if tracing.enabled() else tracing.NULL:
+            async with self._turn:
+                await self._send([replace(e, traceparent=tracing.event_traceparent(e.traceparent))
+                                  if e.traceparent else e for e in events])
+        for event in events:
+            if event.type == "restore.session.created":
+                tracing.count("restore.sessions.created", 1, {"restore.workload": "oneDrive"})
+            elif event.type == "restore.session.failed":
+                tracing.count("restore.sessions.failed", 1, {"restore.workload": "oneDrive"})
+
+    async def _traced(self, events: Sequence[CloudEvent]) -> list[CloudEvent]:
+        """Each event with its request's trace context: the one its request recorded, else (a request that
+        never got a row, such as a rejected one) the invocation's."""
+        current = tracing.current_invocation()
+        fallback = (current.trace if current is not None else tracing.new_trace_context()).traceparent
+        if current is not None and events:
+            current.note_request(events[0].request_id, events[0].incident_id)
+        traced: list[CloudEvent] = []
+        for event in events:
+            if event.traceparent:
+                traced.append(event)
+                continue
+            recorded = current.requests.get(event.request_id) if current is not None else None
+            if recorded is None and self._trace_lookup is not None:
+                recorded = await self._trace_lookup(event.request_id)
+            traced.append(replace(event, traceparent=recorded or fallback))
+        return traced
 
     async def _send(self, events: Sequence[CloudEvent]) -> None:
         now = self._clock.now()

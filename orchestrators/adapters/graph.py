@@ -28,6 +28,7 @@ from kiota_http.middleware.options import ResponseHandlerOption, RetryHandlerOpt
 from msgraph import GraphRequestAdapter
 from msgraph_core import GraphClientFactory
 
+from orchestrators.kernel import tracing
 from orchestrators.kernel.errors import GraphError, GraphRefused, OrchestrationError, RetryLater, classify_graph_failure
 
 log = logging.getLogger(__name__)
@@ -140,6 +141,7 @@ class GraphGateway:
         self._adapter = request_adapter
         self._adapter.base_url = base_url.rstrip("/")
         self._throttle_wait_limit = throttle_wait_limit
+        self._server = urlparse(base_url).hostname or ""
         self.application_id = application_id
         self.calls = 0
 
@@ -183,6 +185,17 @@ class GraphGateway:
             options.append(_NO_SDK_RETRY)
         info.add_request_options(options)
         self.calls += 1
+        if not tracing.enabled():
+            return await self._exchange(info, write)
+        with tracing.span(f"graph {method.value} {template}", "client", {
+                "http.request.method": method.value, "url.template": template,
+                "server.address": self._server, "restore.graph.write": write}) as span:
+            answer = await self._exchange(info, write)
+            tracing.set_attributes(span, {"http.response.status_code": answer.status,
+                                          "restore.graph.request_id": answer.headers.get("request-id")})
+            return answer
+
+    async def _exchange(self, info: RequestInformation, write: bool) -> _Answer:
         try:
             response = await self._adapter.send_primitive_async(info, "bytes", None)
         except (httpx.TimeoutException, httpx.TransportError) as exc:
@@ -205,10 +218,12 @@ class GraphGateway:
             error = graph_error_from_answer(answer)
             if answer.status == 429:
                 pause = error.retry_after if error.retry_after is not None else delay
+                tracing.count("graph.throttled")
                 if waited + pause <= self._throttle_wait_limit:
                     log.info("Graph throttled %s; waiting %.1fs (request-id %s)", template, pause,
                              error.graph_request_id)
                     await asyncio.sleep(pause)
+                    tracing.count("graph.throttle.wait", pause)
                     waited += pause
                     delay = min(delay * 2, 30.0)
                     continue

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from orchestrators.app import runtime
+from orchestrators.kernel import tracing
 from orchestrators.kernel.messages import from_functions_message
 
 if TYPE_CHECKING:
@@ -18,22 +19,29 @@ if TYPE_CHECKING:
 async def handle_restore_request(message: Any) -> Outcome:
     """Returns when the message is settled in our terms; raises (-> abandon, redelivery) otherwise."""
     parts = await runtime.get_runtime()
-    return await parts.restore_orchestrator().handle(from_functions_message(message))
+    inbound = from_functions_message(message)
+    with tracing.consumer_span("restore_requests", parts.settings.restore_requests_queue, inbound):
+        return await parts.restore_orchestrator().handle(inbound)
 
 
 async def handle_browse_request(message: Any) -> BrowseOutcome:
     """Returns when every restore point is settled or a retry is scheduled; raises (-> redelivery) otherwise."""
     parts = await runtime.get_runtime()
-    return await parts.browse_orchestrator().handle(from_functions_message(message))
+    inbound = from_functions_message(message)
+    with tracing.consumer_span("browse_requests", parts.settings.browse_requests_queue, inbound):
+        return await parts.browse_orchestrator().handle(inbound)
 
 
 async def handle_activation_request(message: Any) -> None:
     """Queue the named draft sessions for activation and fill the free slots."""
     parts = await runtime.get_runtime()
-    await parts.activation_requests().handle(from_functions_message(message))
+    inbound = from_functions_message(message)
+    with tracing.consumer_span("activation_requests", parts.settings.activation_requests_queue, inbound):
+        await parts.activation_requests().handle(inbound)
 
 
 async def run_session_tracker() -> None:
     """One tracker run: poll, publish lifecycle events, free slots, activate the next sessions."""
     parts = await runtime.get_runtime()
-    await parts.session_tracker().run()
+    with tracing.span("session_tracker", "internal", {"restore.workload": "oneDrive"}):
+        await parts.session_tracker().run()

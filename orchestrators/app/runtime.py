@@ -54,8 +54,8 @@ class Runtime:
         bus = service_bus_client(settings.service_bus)
         events_sender = bus.get_topic_sender(settings.restore_events_topic)
         requests_sender = bus.get_queue_sender(settings.restore_requests_queue)
-        runtime = cls(settings, graph, ledger, EventPublisher(events_sender, settings.event_max_bytes),
-                      RetryScheduler(requests_sender))
+        publisher = EventPublisher(events_sender, settings.event_max_bytes, trace_lookup=ledger.request_traceparent)
+        runtime = cls(settings, graph, ledger, publisher, RetryScheduler(requests_sender))
         runtime._closers = [events_sender, requests_sender, bus, graph, ledger, credential]
         browse_sender = bus.get_queue_sender(settings.browse_requests_queue)
         runtime.browse_scheduler = RetryScheduler(browse_sender)
@@ -122,9 +122,13 @@ _lock: asyncio.Lock | None = None
 
 
 def configure(settings: Settings) -> None:
-    """Record the validated settings at start-up; clients are made on first use."""
+    """Record the validated settings at start-up (and set up telemetry, if asked for); clients are made on first
+    use."""
     global _settings
     _settings = settings
+    from orchestrators.app import telemetry
+
+    telemetry.configure()
 
 
 #: What the first invocation imports: the SDKs and the capabilities (about 0.6 s of a cold worker's CPU).

@@ -33,6 +33,7 @@ from orchestrators.contracts import (
     parse_browse_request,
     rejected_event,
 )
+from orchestrators.kernel import tracing
 from orchestrators.kernel.clock import SYSTEM_CLOCK, Clock
 from orchestrators.kernel.errors import Contended, FieldError, GraphError, GraphRefused, Rejected, RetryLater
 from orchestrators.kernel.last_resort import is_transient, unprocessable_event
@@ -88,6 +89,7 @@ class BrowseOrchestrator:
 
     # -- entry point -----------------------------------------------------------------------------
 
+    @tracing.in_invocation()
     async def handle(self, message: InboundMessage) -> BrowseOutcome:
         """Settle one browse message; an outage is raised (-> abandon, redelivery), any other failure is
         reported as a rejection and the message completed."""

@@ -4,6 +4,7 @@
     plan FILE     the dry run, locally, as a table (no Graph, no Service Bus)
     events        follow a subscription of the events topic and print each event as it arrives
     browse ID     list what a browse session shows (top level, or a folder with --item-key) as a table
+    status ID     a request's (or an incident's) sessions and progress; --watch until done, --json for scripts
 
 Settings come from the environment, or from a `local.settings.json`-style file given with --settings.
 """
@@ -301,8 +302,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_browse.add_argument("--item-key", help="the itemKey of a folder or library to list (default: top level)")
     p_browse.add_argument("--page-size", type=_positive, help="items per page (default: Graph's)")
     p_browse.add_argument("--all", action="store_true", help="follow every page to the end (default: the first)")
+    p_status = sub.add_parser("status", help="a request's or an incident's sessions and progress")
+    p_status.add_argument("target", metavar="REQUEST_OR_INCIDENT_ID")
+    p_status.add_argument("--watch", action="store_true", help="refresh until every session has ended")
+    p_status.add_argument("--json", action="store_true", help="print the status routes' JSON")
     args = parser.parse_args(argv)
     _load_settings_file(args.settings)
+
+    if args.command == "status":
+        from orchestrators.status.console import run
+
+        return asyncio.run(run(args.target, watch=args.watch, as_json=args.json, out=sys.stdout))
 
     if args.command == "plan":
         return cmd_plan(args)

@@ -40,6 +40,8 @@ class CloudEvent:
     incident_id: str | None = None
     session_id: str | None = None
     time: str = ""
+    #: W3C trace context of the request (CloudEvents distributed-tracing extension); set by the publisher.
+    traceparent: str | None = None
 
     def __post_init__(self) -> None:
         # A 128-character requestId plus a suffix would not fit a Service Bus message id.
@@ -57,6 +59,7 @@ class CloudEvent:
             # with a stand-in of the same length.
             "time": self.time or UNSTAMPED_TIME,
             "datacontenttype": "application/json",
+            **({"traceparent": self.traceparent} if self.traceparent else {}),
             "data": self.data,
         }
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from orchestrators.contracts import is_request_id
+from orchestrators.kernel.tracing import TraceContext, message_trace_context
 
 #: Application properties we set on scheduled retry copies of a request.
 ATTEMPT_PROPERTY = "restoreAttempt"
@@ -38,6 +39,12 @@ class InboundMessage:
     @property
     def original_message_id(self) -> str | None:
         return _text(self.application_properties.get(ORIGINAL_MESSAGE_ID_PROPERTY)) or self.message_id
+
+    @property
+    def trace_context(self) -> TraceContext | None:
+        """The sender's W3C trace context (`traceparent`, else `Diagnostic-Id`); None when absent or invalid.
+        Used for tracing only."""
+        return message_trace_context(self.application_properties)
 
     @property
     def carried_request_id(self) -> str | None:

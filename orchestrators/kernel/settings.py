@@ -116,6 +116,8 @@ class Settings:
     onedrive_session_fixed_seconds: float = 10_080.0
     onedrive_session_per_artifact_seconds: float = 720.0
     onedrive_session_parallelism: int = 50
+    #: The incident list of the status routes covers requests received in this many days.
+    status_window_days: int = 30
 
     @property
     def graph_host(self) -> str:
@@ -178,6 +180,7 @@ class Settings:
             onedrive_session_per_artifact_seconds=reader.number("ONEDRIVE_SESSION_PER_ARTIFACT_SECONDS", 720.0,
                                                                 0.0, 86_400.0),
             onedrive_session_parallelism=reader.integer("ONEDRIVE_SESSION_PARALLELISM", 50, 1, 10_000),
+            status_window_days=reader.integer("STATUS_WINDOW_DAYS", 30, 1, 366),
         )
         settings.validate_graph_credentials()
         settings.validate_step_lease()

@@ -31,6 +31,7 @@ from orchestrators.contracts import (
     rejected_event,
     request_event,
 )
+from orchestrators.kernel import tracing
 from orchestrators.kernel.clock import SYSTEM_CLOCK, Clock
 from orchestrators.kernel.errors import (
     ARTIFACT_CODES,
@@ -111,6 +112,7 @@ class RestoreOrchestrator:
 
     # -- entry point -----------------------------------------------------------------------------
 
+    @tracing.in_invocation()
     async def handle(self, message: InboundMessage) -> Outcome:
         """Settle one message; an unexpected failure is raised (-> abandon, redelivery) and, on the
         last delivery before Service Bus dead-letters the message, reported as `restore.request.failed`."""

@@ -34,6 +34,7 @@ from orchestrators.adapters.graph import GraphGateway
 from orchestrators.adapters.tables.activation_store import ActivationLedger
 from orchestrators.adapters.tables.ledger import Ledger, SessionOutcome
 from orchestrators.contracts import CloudEvent
+from orchestrators.kernel import tracing
 from orchestrators.kernel.errors import Contended, GraphRefused, RetryLater
 from orchestrators.kernel.settings import Settings
 from orchestrators.tracking.decisions import plan_pass, reserved_too_long
@@ -71,6 +72,7 @@ class SessionTracker:
 
         self.bulk_outcomes = BulkOutcomeReporter(settings, graph, ledger, publisher)
 
+    @tracing.in_invocation()
     async def run(self, owner: str | None = None) -> TrackerReport:
         """One run under the tracker lease. The lease is short and renewed while the run lasts, so a worker that
         dies mid-run holds up the next run (and the activations it would make) for at most TRACKER_LEASE_SECONDS,

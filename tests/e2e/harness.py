@@ -92,7 +92,8 @@ class Harness:
         runtime.install(self.runtime)
         self.client = ServiceBusClient.from_connection_string(self.sb_connection)
         self.host = FunctionsHost(app_module_or_path="function_app", settings=self.settings_env,
-                                  host_json=servicebus_backend.host_json(), worker=WORKER)
+                                  host_json=servicebus_backend.host_json(), worker=WORKER,
+                                  http_port=0)
         await self.host.start()
         return self
 

@@ -33,6 +33,7 @@ from orchestrators.activation.records import (
     order_key,
 )
 from orchestrators.adapters.tables.records import etag_of, replace_if_unchanged
+from orchestrators.kernel import tracing
 from orchestrators.kernel.errors import Contended
 
 __all__ = ["ACTIVATED", "NOT_REQUESTED", "QUEUED", "RESERVED", "TERMINAL_STATUSES", "ActivationLedger",
@@ -163,7 +164,9 @@ class ActivationLedger:
 
     async def queue_length(self) -> int:
         rows = self._table.query_entities("PartitionKey eq @pk", parameters={"pk": QUEUE}, select=["RowKey"])
-        return len([e async for e in rows])
+        waiting = len([e async for e in rows])
+        tracing.record("restore.sessions.waiting", waiting)
+        return waiting
 
     # -- slots -------------------------------------------------------------------------------------
 
@@ -177,8 +180,10 @@ class ActivationLedger:
                 return Slots({}, None, meta.get("etag"))
             except ResourceExistsError:
                 entity = await self._table.get_entity(CONTROL, SLOTS_ROW)
-        return Slots(json.loads(entity.get("Holders") or "{}"), entity.get("BackoffUntil"),
-                     entity.metadata.get("etag"))
+        slots = Slots(json.loads(entity.get("Holders") or "{}"), entity.get("BackoffUntil"),
+                      entity.metadata.get("etag"))
+        tracing.record("restore.slots.in_use", len(slots.holders))
+        return slots
 
     async def write_slots(self, slots: Slots) -> Slots:
         """Replace the slot holders if nobody else changed them since `slots` was read."""
@@ -187,6 +192,7 @@ class ActivationLedger:
         if slots.backoff_until is not None:
             entity["BackoffUntil"] = slots.backoff_until
         etag = await replace_if_unchanged(self._table, entity, slots.etag, "the activation slots")
+        tracing.record("restore.slots.in_use", len(slots.holders))
         return Slots(slots.holders, slots.backoff_until, etag)
 
     # -- the tracker's lease -----------------------------------------------------------------------

@@ -38,6 +38,7 @@ from orchestrators.adapters.tables.records import (
 )
 from orchestrators.browse.records import BrowseRecord
 from orchestrators.contracts import RestoreRequest
+from orchestrators.kernel import tracing
 from orchestrators.kernel.errors import Contended
 from orchestrators.kernel.settings import Settings
 from orchestrators.restore.planner import SessionPlan
@@ -73,6 +74,12 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _bind_trace(request_id: str, traceparent: str | None) -> None:
+    current = tracing.current_invocation()
+    if current is not None and traceparent:
+        current.bind(request_id, traceparent)
+
+
 @dataclass(frozen=True)
 class RequestRecord:
     request_id: str
@@ -84,6 +91,7 @@ class RequestRecord:
     received_at: datetime | None = None
     activate: bool = False
     activation_requested: bool = False
+    traceparent: str | None = None  # the request's trace context, as first received
 
 
 @dataclass(frozen=True)
@@ -100,7 +108,9 @@ class Ledger:
     """Thin adapter over one Table storage table; decisions stay with the orchestrators."""
 
     def __init__(self, table: TableClient, credential: Any = None) -> None:
-        self._table = table
+        from orchestrators.adapters.tables.traced import traced_table
+
+        self._table = traced_table(table)  # with a span per call when telemetry is on
         self._credential = credential  # closed with the ledger when the ledger made it
         self._table_ready = False
         self._table_check: asyncio.Future[None] | None = None
@@ -186,6 +196,7 @@ class Ledger:
                 "ArtifactCount": sum(len(p.restore_point_ids) for p in plans),
                 "State": "open",
                 "ReceivedAt": _now(),
+                "Traceparent": tracing.invocation_trace().traceparent,
             }
             try:
                 await self._table.create_entity(entity)
@@ -193,6 +204,12 @@ class Ledger:
                 record = await self.get_request(request.request_id)
         if record is not None and record.payload_hash != request.payload_hash:
             raise PayloadConflict(request.request_id)
+        _bind_trace(request.request_id, record.traceparent if record is not None else str(entity["Traceparent"]))
+        if request.incident_id:  # the status routes' index; created once, so a redelivery only confirms it
+            from orchestrators.adapters.tables.status_rows import index_request
+
+            received = record.received_at if record is not None and record.received_at else _now()
+            await index_request(self._table, request.incident_id, request.request_id, received)
 
         batches = await self.load_batches(request.request_id)
         if len(batches) < len(plans):
@@ -217,7 +234,24 @@ class Ledger:
                              int(entity.get("SessionCount", 0)), entity.metadata.get("etag"),
                              incident_id=entity.get("IncidentId") or None, received_at=entity.get("ReceivedAt"),
                              activate=bool(entity.get("Activate", False)),
-                             activation_requested=bool(entity.get("ActivationRequested", False)))
+                             activation_requested=bool(entity.get("ActivationRequested", False)),
+                             traceparent=entity.get("Traceparent") or None)
+
+    async def request_traceparent(self, request_id: str) -> str | None:
+        """The trace context the request recorded (read once per invocation or tracker run, then known)."""
+        current = tracing.current_invocation()
+        if current is not None and request_id in current.requests:
+            return current.requests[request_id] or None
+        try:
+            entity = await self._table.get_entity(request_id, REQUEST_ROW, select=["Traceparent"])
+            traceparent = entity.get("Traceparent") or None
+        except ResourceNotFoundError:
+            traceparent = None
+        if traceparent:
+            _bind_trace(request_id, traceparent)
+        elif current is not None:
+            current.requests[request_id] = ""  # no row, or one from before trace context: not read again
+        return traceparent
 
     async def mark_activation_requested(self, request_id: str, requested_at: datetime) -> None:
         """Remember an approval without touching the request's state (its handler may be changing it)."""
