@@ -78,7 +78,7 @@ def main() -> None:
     print(f"  Graph calls:            {result['graph_calls']} ({result['graph_writes']} writes)")
     print(f"  wall time:              {result['wall_s']:.2f} s")
     print(f"  ideal (concurrency {args.concurrency}, {args.latency_ms} ms/call): {result['ideal_s']:.2f} s  "
-          f"-> ratio {result['wall_s'] / result['ideal_s']:.2f}")
+          + (f"-> ratio {result['wall_s'] / result['ideal_s']:.2f}" if result["ideal_s"] else "(no latency: no bound)"))
     print(f"  worker CPU:             {result['cpu_s']:.2f} s ({result['cpu_s'] / result['sessions'] * 1000:.1f} ms "
           f"per session, ledger and events included)")
     print(f"  events published:       {result['events']}")

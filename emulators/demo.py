@@ -57,6 +57,17 @@ class _Interrupt:
                 self._loop.remove_signal_handler(sig)
 
 
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def _say(text: str) -> None:
     print(f"\n== {text}", flush=True)
 
@@ -69,7 +80,7 @@ async def _wait_for(seen: list[dict[str, Any]], event_type: str, subject: str, t
         await asyncio.sleep(0.2)
 
 
-async def run_demo(drives: int = 120, artifacts: int = 120) -> int:
+async def run_demo(drives: int = 120, artifacts: int = 120, serve: bool = False) -> int:
     try:
         from azure.servicebus import ServiceBusMessage
         from azure.servicebus.aio import ServiceBusClient
@@ -107,15 +118,18 @@ async def run_demo(drives: int = 120, artifacts: int = 120) -> int:
         "LEDGER_TABLE": "demoledger",
     }
     os.environ.update(settings)
-    # HTTP functions, if the app has any, on a free port: the demo does not call them, and 7071 may be taken.
+    # The HTTP functions (status, dashboard) on 7071 like `func start`, or a free port when 7071 is taken.
     host = FunctionsHost("function_app", settings=settings, host_json=str(ROOT / "host.json"),
-                         stop_timeout=STOP_TIMEOUT_SECONDS, http_port=0)
+                         stop_timeout=STOP_TIMEOUT_SECONDS, http_port=7071 if _port_free(7071) else 0)
     seen: list[dict[str, Any]] = []
     follower: asyncio.Task[Any] | None = None
     try:
         await host.start()
         follower = asyncio.create_task(follow_events("all", seen=seen))
         _say("function app running under the host runner: " + ", ".join(sorted(host.triggers)))
+        dashboard = f"{host.http_url}/dashboard?code={host.http_key}" if host.http_url else None
+        if dashboard:
+            print(f"   dashboard: {dashboard}", flush=True)
 
         samples = graph.admin.samples(artifacts + 2)
         points = [p["id"] for p in samples["restorePoints"]][:artifacts]
@@ -170,6 +184,10 @@ async def run_demo(drives: int = 120, artifacts: int = 120) -> int:
         print(f"   restore sessions in Graph: {state['sessionCount']} ({state['statusCounts']})")
         print(f"   events received: {len(seen)}; handler invocations: {len(host.invocations)}")
         print("   next: `python -m orchestrators events` follows the topic; see README.md for func start and Azure")
+        if serve and dashboard:
+            print(f"\n   the dashboard stays up at {dashboard}\n   (Ctrl-C stops the demo and the local services)",
+                  flush=True)
+            await asyncio.Event().wait()  # until a signal cancels the demo
         return 0
     except asyncio.CancelledError:
         if interrupt.signum is None:
@@ -200,8 +218,12 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--drives", type=int, default=120, help="OneDrives in the emulated tenant")
     parser.add_argument("--artifacts", type=int, default=120, help="restore points in the sample request")
+    parser.add_argument("--no-serve", action="store_true",
+                        help="exit when the story is told (the default when output is not a terminal); otherwise "
+                             "the dashboard is served until Ctrl-C")
     args = parser.parse_args(argv)
-    return asyncio.run(run_demo(drives=args.drives, artifacts=args.artifacts))
+    serve = not args.no_serve and sys.stdout.isatty()
+    return asyncio.run(run_demo(drives=args.drives, artifacts=args.artifacts, serve=serve))
 
 
 if __name__ == "__main__":

@@ -41,7 +41,19 @@ async def _reader() -> Any:
 
 
 async def answer(route: str, params: dict[str, str], reader: Any = None) -> Answer:
-    """The answer of one status route (`restore`, `incident`, `incidents`, `capacity`, `dashboard`)."""
+    """The answer of one status route (`restore`, `incident`, `incidents`, `capacity`, `dashboard`), in a server
+    span of its own when telemetry is on."""
+    from orchestrators.kernel import tracing
+
+    with tracing.invocation_span(f"status {route}", "server", {"http.request.method": "GET",
+                                                                "http.route": route}) as span:
+        result = await _answer(route, params, reader)
+        if span is not None:
+            span.set_attribute("http.response.status_code", result.status)
+        return result
+
+
+async def _answer(route: str, params: dict[str, str], reader: Any) -> Answer:
     if route == "dashboard":
         from orchestrators.status.page import CONTENT_SECURITY_POLICY, PAGE
 

@@ -3,6 +3,7 @@ on, the invocation span continues the message's trace and our spans are its chil
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -102,3 +103,14 @@ def test_an_activation_links_to_each_requests_trace_instead_of_joining_it(export
     [span] = exporter.get_finished_spans()
     assert f"{span.context.trace_id:032x}" == "0af7651916cd43dd8448eb211c80319c"
     assert [f"{link.context.trace_id:032x}" for link in span.links] == ["4bf92f3577b34da6a3ce929d0e0e4736"]
+
+
+def test_a_status_route_is_answered_in_a_server_span_with_its_status_code(exporter):
+    from orchestrators.status.http import answer
+
+    result = asyncio.run(answer("restore", {"requestId": "bad id with spaces"}))
+    assert result.status == 400
+    [span] = [s for s in exporter.get_finished_spans() if s.name == "status restore"]
+    assert span.kind.name == "SERVER"
+    assert span.attributes["http.route"] == "restore"
+    assert span.attributes["http.response.status_code"] == 400
